@@ -34,3 +34,56 @@ def build_judge_prompt(instruction: str, response: str, template: str = RUBRIC_T
     return template.replace("{instruction}", instruction.strip()).replace(
         "{response}", response.strip()
     )
+
+
+# "Score: 4", "**Score:** 4", "score = 4/5", "Score: 4 points". The last match wins: the rubric
+# asks the judge to *conclude* with the score, and earlier mentions are often sub-totals.
+_SCORE_RE = re.compile(r"score\s*\**\s*[:=]\s*\**\s*(-?\d+(?:\.\d+)?)", re.IGNORECASE)
+MAX_SCORE = 5
+
+
+@dataclass(frozen=True)
+class ParsedScore:
+    score: int | None  # None when unparsed
+    status: str  # "ok", "no score", "out of range", "not an integer"
+
+
+def parse_score(text: str) -> ParsedScore:
+    """The judge's final `Score: N`, or an unparsed result that says why."""
+    matches = _SCORE_RE.findall(text or "")
+    if not matches:
+        return ParsedScore(None, "no score")
+    raw = matches[-1]
+    value = float(raw)
+    if not value.is_integer():
+        return ParsedScore(None, "not an integer")
+    if not 0 <= value <= MAX_SCORE:
+        return ParsedScore(None, "out of range")
+    return ParsedScore(int(value), "ok")
+
+
+def load_rubric(path: str | None) -> str:
+    """The judge template: the paper's additive rubric, or a user file with both placeholders."""
+    from pathlib import Path
+
+    from .errors import SrliteError
+
+    if path is None:
+        return RUBRIC_TEMPLATE
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise SrliteError(f"{p}: rubric_file does not exist or is not a file.")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise SrliteError(f"{p}: rubric_file is not valid UTF-8.") from None
+    for placeholder in ("{instruction}", "{response}"):
+        if placeholder not in text:
+            raise SrliteError(f"{p}: rubric_file must contain the placeholder {placeholder}.")
+    return text
+
+
+def mean_score(scores: list[int | None]) -> float | None:
+    """Mean of the parsed judgments of one candidate; None if none parsed."""
+    parsed = [s for s in scores if s is not None]
+    return sum(parsed) / len(parsed) if parsed else None

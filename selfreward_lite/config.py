@@ -1,0 +1,193 @@
+"""The run configuration: one typed object, saved resolved in the run directory.
+
+`srlite init` picks a preset sized for the hardware (cpu: finishes 3 rounds on the embedded
+model in minutes; gpu: the paper's settings where they fit a 24 GB card), writes every field
+to `config.json`, and every later command reads that file back. Unknown keys are errors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import SrliteError
+
+ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class Config:
+    # --- model ---
+    model: str = "embedded"  # "embedded" (bundled SmolLM2-135M-Instruct), a Hugging Face id, or a local path
+    preset: str = "cpu"  # which preset filled the defaults: "cpu" or "gpu" (informational)
+    quantize: str = "auto"  # "4bit" (NF4 via bitsandbytes), "none", or "auto" (4bit when CUDA is present)
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+    trust_remote_code: bool = False  # allow model repos to run their own Python code (off: safety)
+    seed: int = 0  # seeds every sampling and training stage (stage seeds derive from it)
+    # --- seed data (JSONL path, Hugging Face dataset id, or "bundled") ---
+    ift_data: str = "bundled"  # instruction-following seed: {"messages": [user, assistant]} per line
+    eft_train_data: str = "bundled"  # judge-training seed: rubric prompt -> justification + "Score: N"
+    eft_eval_data: str = "bundled"  # held-out judge examples, never trained on
+    rubric_file: str | None = None  # judge prompt with {instruction} and {response}; None = paper's additive rubric
+    # --- LoRA ---
+    lora_r: int = 8  # rank of each round's adapter
+    lora_alpha: int = 16  # LoRA scaling numerator (scale = alpha / r)
+    lora_dropout: float = 0.1  # dropout on the LoRA path (paper: dropout 0.1)
+    lora_target_modules: list[str] = field(default_factory=lambda: list(ALL_LINEAR))  # layers that get LoRA
+    # --- M1: supervised fine-tuning on IFT + EFT ---
+    sft_epochs: float = 2.0  # passes over the seed data
+    sft_learning_rate: float = 3e-4  # peak LR, cosine decay (paper: 5.5e-6 full fine-tune; LoRA needs more)
+    sft_batch_size: int = 8  # effective batch (micro batch x gradient accumulation); paper: 16
+    # --- self-instruction (new prompts) ---
+    prompts_per_round: int = 12  # new prompts wanted each round (after filtering)
+    prompt_shots: int = 8  # examples in the few-shot prompt (paper: 8)
+    prompt_shots_generated: int = 2  # of which taken from prompts generated earlier (paper: 2)
+    prompt_temperature: float = 0.6  # paper: 0.6
+    prompt_top_p: float = 0.9  # paper: 0.9
+    prompt_max_new_tokens: int = 64  # a longer generated prompt is cut and then filtered as over-long
+    prompt_min_words: int = 3  # shorter prompts are dropped
+    prompt_max_words: int = 80  # longer prompts are dropped
+    prompt_max_rouge: float = 0.7  # drop a prompt whose ROUGE-L F vs any seed/kept prompt is >= this
+    prompt_max_attempts: int = 4  # generation attempts per wanted prompt before giving up
+    # --- candidates ---
+    n_candidates: int = 4  # responses sampled per prompt (paper: N = 4)
+    temperature: float = 0.7  # paper: 0.7
+    top_p: float = 0.9  # paper: 0.9
+    response_max_new_tokens: int = 96  # token budget of a candidate response
+    # --- judging ---
+    judge_samples: int = 2  # judgments per candidate, averaged (paper: 3)
+    judge_temperature: float = 0.7  # sampling temperature of the judge
+    judge_top_p: float = 0.9
+    judge_max_new_tokens: int = 96  # token budget of one judgment
+    # --- pairs ---
+    pair_min_margin: float = 0.0  # keep a pair only if best - worst mean score > this (ties always dropped)
+    # --- DPO ---
+    dpo_beta: float = 0.1  # paper: 0.1
+    dpo_learning_rate: float = 5e-5  # peak LR, cosine decay (paper: 1e-6 full fine-tune)
+    dpo_epochs: float = 2.0  # passes over the round's pairs
+    dpo_batch_size: int = 4  # effective batch; paper: 16
+    # --- memory / speed ---
+    max_length: int = 1024  # longest training sequence in tokens (prompt + response)
+    gen_batch_size: int = 48  # sequences per batched `generate` call
+    train_micro_batch_size: int = 4  # sequences per forward/backward; the rest is gradient accumulation
+    gradient_checkpointing: bool = False  # trade compute for memory (on for GPU)
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # Sized so `srlite init && srlite iterate --rounds 3` on the embedded model takes < 20 min on 2 cores.
+    "cpu": {},
+    # The paper's settings where they fit one 24 GB GPU with a 4-bit 7-8B model.
+    "gpu": {
+        "preset": "gpu",
+        "lora_r": 16,
+        "lora_alpha": 32,
+        "sft_epochs": 3.0,
+        "sft_learning_rate": 1e-4,
+        "sft_batch_size": 16,
+        "prompts_per_round": 512,
+        "prompt_max_new_tokens": 128,
+        "prompt_max_words": 200,
+        "response_max_new_tokens": 512,
+        "judge_samples": 3,
+        "judge_max_new_tokens": 256,
+        "dpo_learning_rate": 5e-6,
+        "dpo_epochs": 1.0,
+        "dpo_batch_size": 16,
+        "gen_batch_size": 64,
+        "train_micro_batch_size": 2,
+        "gradient_checkpointing": True,
+    },
+}
+
+_CHOICES = {
+    "preset": ("cpu", "gpu"),
+    "quantize": ("auto", "4bit", "none"),
+    "device": ("auto", "cpu", "cuda"),
+}
+_POSITIVE = (
+    "lora_r", "lora_alpha", "sft_batch_size", "prompts_per_round", "prompt_shots",
+    "prompt_max_new_tokens", "prompt_max_words", "prompt_max_attempts", "n_candidates",
+    "response_max_new_tokens", "judge_samples", "judge_max_new_tokens", "dpo_batch_size",
+    "max_length", "gen_batch_size", "train_micro_batch_size", "sft_epochs", "dpo_epochs",
+    "sft_learning_rate", "dpo_learning_rate", "dpo_beta", "temperature", "judge_temperature",
+    "prompt_temperature",
+)
+
+
+def preset_config(preset: str, **overrides: Any) -> Config:
+    if preset not in PRESETS:
+        raise SrliteError(f"Unknown preset {preset!r}; choose one of: {', '.join(PRESETS)}.")
+    values = {"preset": preset, **PRESETS[preset], **overrides}
+    return config_from_dict(values, source="preset")
+
+
+def config_from_dict(values: dict[str, Any], source: str) -> Config:
+    """Build and validate a Config; `source` names the file in error messages."""
+    fields = {f.name: f for f in dataclasses.fields(Config)}
+    for key in values:
+        if key not in fields:
+            close = difflib.get_close_matches(key, list(fields), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise SrliteError(f"{source}: unknown config key {key!r}.{hint}")
+    cfg = Config(**values)
+    for name, f in fields.items():
+        value = getattr(cfg, name)
+        default = getattr(Config(), name)
+        expected = type(default)
+        if name == "rubric_file":
+            ok = value is None or isinstance(value, str)
+        elif expected is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        elif expected is list:
+            ok = isinstance(value, list) and all(isinstance(v, str) for v in value) and value
+        else:
+            ok = type(value) is expected
+        if not ok:
+            raise SrliteError(
+                f"{source}: field {name!r} must be {expected.__name__}"
+                f"{' (non-empty list of strings)' if expected is list else ''}, got {value!r}."
+            )
+    for name, choices in _CHOICES.items():
+        if getattr(cfg, name) not in choices:
+            raise SrliteError(
+                f"{source}: field {name!r} is {getattr(cfg, name)!r}; choose one of {', '.join(choices)}."
+            )
+    for name in _POSITIVE:
+        if getattr(cfg, name) <= 0:
+            raise SrliteError(f"{source}: field {name!r} must be > 0, got {getattr(cfg, name)!r}.")
+    for name in ("prompt_top_p", "top_p", "judge_top_p", "prompt_max_rouge", "lora_dropout"):
+        if not 0 <= getattr(cfg, name) <= 1:
+            raise SrliteError(f"{source}: field {name!r} must be between 0 and 1, got {getattr(cfg, name)!r}.")
+    if cfg.n_candidates < 2:
+        raise SrliteError(f"{source}: field 'n_candidates' must be at least 2 to form a pair.")
+    if not 0 <= cfg.prompt_shots_generated <= cfg.prompt_shots:
+        raise SrliteError(f"{source}: field 'prompt_shots_generated' must be between 0 and prompt_shots.")
+    if cfg.prompt_min_words < 1 or cfg.prompt_min_words > cfg.prompt_max_words:
+        raise SrliteError(f"{source}: field 'prompt_min_words' must be between 1 and prompt_max_words.")
+    if cfg.pair_min_margin < 0:
+        raise SrliteError(f"{source}: field 'pair_min_margin' must be >= 0.")
+    return cfg
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    from .artifacts import write_json
+
+    write_json(path, dataclasses.asdict(cfg))
+
+
+def load_config(path: Path) -> Config:
+    path = Path(path)
+    if not path.is_file():
+        raise SrliteError(f"{path}: no config file here. Run `srlite init` first (or pass --run-dir).")
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        line = getattr(e, "lineno", "?")
+        raise SrliteError(f"{path}, line {line}: not valid JSON ({e}).") from None
+    if not isinstance(values, dict):
+        raise SrliteError(f"{path}: the config must be a JSON object of field: value.")
+    return config_from_dict(values, source=str(path))

@@ -1,0 +1,108 @@
+"""The self-rewarding loop (Yuan et al., 2024), stage by stage.
+
+M1 = M0 + SFT on seed IFT + EFT.  Round t turns M_t into M_t+1:
+  1. self-instruction: M_t writes new prompts;
+  2. M_t samples N candidate responses per prompt;
+  3. M_t judges each candidate with the additive rubric (K samples, averaged);
+  4. preference pairs: best vs worst candidate per prompt;
+  5. DPO trains a new adapter stacked on M_t's, with M_t as the reference.
+Each step reads artifacts on disk and writes one; a step whose artifact exists is skipped,
+so an interrupted `srlite iterate` continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+from . import stages as S
+from .display import QuietUI
+from .runs import Run, open_run
+
+
+class ModelSlot:
+    """M_t, loaded on first use and kept for the rest of the round (one instance in memory)."""
+
+    def __init__(self, run: Run, adapter_dirs: list[Path]):
+        self.run, self.adapter_dirs, self._lm = run, adapter_dirs, None
+
+    def sampler(self):
+        """M_t for generation: the frozen stack without the (zero) trainable adapter."""
+        from .model import activate
+
+        lm = self._load()
+        activate(lm.model, lm.adapter_names[:-1], train_new=False)
+        return lm
+
+    def trainer(self):
+        """M_t + a fresh trainable adapter, for SFT/DPO."""
+        from .model import activate
+
+        lm = self._load()
+        activate(lm.model, lm.adapter_names, train_new=True)
+        return lm
+
+    def _load(self):
+        if self._lm is None:
+            from .model import load_stack
+
+            self._lm = load_stack(self.run.cfg, self.adapter_dirs, train_new=True)
+        return self._lm
+
+
+def step(run: Run, ui, name: str, out: Path, make: Callable[[Path], object]) -> None:
+    """Run one stage unless its artifact already exists; record it in the manifest."""
+    label = f"{out.parent.name}/{out.name}"
+    if out.exists():
+        ui.skipped(label)
+        return
+    ui.stage(f"{label}: {name}")
+    start = time.perf_counter()
+    make(out)
+    run.record_stage(label, time.perf_counter() - start)
+
+
+def build_m1(run: Run, ui=QuietUI()) -> None:
+    """M1: SFT of the first adapter on the seed IFT + EFT data."""
+    slot = ModelSlot(run, [])
+    step(run, ui, "SFT on seed IFT + EFT", run.m1_dir / S.ADAPTER, lambda out: S.train_m1(run, slot.trainer(), out, ui))
+    if not (run.m1_dir / S.METRICS).exists():
+        from .artifacts import read_json, write_json
+
+        sft = read_json(run.m1_dir / S.ADAPTER / "sft.json")
+        write_json(run.m1_dir / S.METRICS, {k: v for k, v in sft.items() if k != "log"})
+
+
+def run_round(run: Run, t: int, ui=QuietUI()) -> dict:
+    """One self-rewarding iteration: M_t -> M_t+1."""
+    from .artifacts import read_json
+
+    rd = run.round_dir(t)
+    m_t = ModelSlot(run, run.adapters_of(t))
+    step(run, ui, "self-instruction (new prompts)", rd / S.PROMPTS,
+         lambda out: S.create_prompts(run, t, m_t.sampler(), out, ui))
+    step(run, ui, f"{run.cfg.n_candidates} candidates per prompt", rd / S.CANDIDATES,
+         lambda out: S.sample_candidates(run, t, m_t.sampler(), rd / S.PROMPTS, out, ui))
+    step(run, ui, f"LLM-as-a-judge, {run.cfg.judge_samples} samples each", rd / S.JUDGMENTS,
+         lambda out: S.judge_candidates(run, t, m_t.sampler(), rd / S.CANDIDATES, out, ui))
+    step(run, ui, "preference pairs", rd / S.PAIRS,
+         lambda out: S.build_pairs(run, rd / S.CANDIDATES, rd / S.JUDGMENTS, out))
+    step(run, ui, f"DPO -> M{t + 1}", rd / S.ADAPTER,
+         lambda out: S.train_round_adapter(run, t, m_t.trainer(), rd / S.PAIRS, out, ui))
+    step(run, ui, "round summary", rd / S.METRICS, lambda out: S.summarize_round(run, t, out))
+    return read_json(rd / S.METRICS)
+
+
+def iterate(run_dir: Path, rounds: int, ui=QuietUI()) -> list[dict]:
+    """Bring the run to `rounds` completed rounds (building M1 first if needed)."""
+    run = open_run(run_dir)
+    build_m1(run, ui)
+    results = []
+    for t in range(1, rounds + 1):
+        done_before = (run.round_dir(t) / S.METRICS).exists()
+        metrics = run_round(run, t, ui)
+        if not done_before:
+            ui.round_table(f"Round {t}: M{t} -> M{t + 1}", metrics)
+        results.append(metrics)
+    return results

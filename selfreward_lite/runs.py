@@ -1,0 +1,190 @@
+"""The run directory: config, manifest, seed data, and one folder per model/round.
+
+    srlite-run/
+      config.json        resolved config (every field)
+      manifest.json      stages done (with timings), library versions, seeds
+      seed/              validated copies of the IFT / EFT train / EFT eval seed data
+      m1/                M1 = base + SFT adapter: adapter/ (+ sft.json), metrics.json
+      round1/            M1 -> M2: prompts, candidates, judgments, pairs (JSONL),
+                         adapter/ (+ dpo.json), metrics.json
+      round2/ ...
+
+M_t = base + m1/adapter + round1/adapter + ... + round(t-1)/adapter.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+from . import __version__
+from .artifacts import read_json, write_json, write_jsonl
+from .config import Config, load_config, preset_config, save_config
+from .data import load_messages
+from .errors import SrliteError
+
+SEED_FILES = {"ift": "ift.jsonl", "eft_train": "eft_train.jsonl", "eft_eval": "eft_eval.jsonl"}
+LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets", "bitsandbytes", "unsloth", "selfreward-lite")
+
+
+@dataclass
+class Run:
+    dir: Path
+    cfg: Config
+
+    @property
+    def config_path(self) -> Path:
+        return self.dir / "config.json"
+
+    @property
+    def manifest_path(self) -> Path:
+        return self.dir / "manifest.json"
+
+    def seed_path(self, kind: str) -> Path:
+        return self.dir / "seed" / SEED_FILES[kind]
+
+    @property
+    def m1_dir(self) -> Path:
+        return self.dir / "m1"
+
+    def round_dir(self, t: int) -> Path:
+        return self.dir / f"round{t}"
+
+    def adapters_of(self, t: int) -> list[Path]:
+        """Adapter folders whose stack is M_t (t >= 1)."""
+        return [self.m1_dir / "adapter"] + [self.round_dir(i) / "adapter" for i in range(1, t)]
+
+    def completed_rounds(self) -> int:
+        t = 0
+        while (self.round_dir(t + 1) / "metrics.json").is_file():
+            t += 1
+        return t
+
+    # --- manifest ---
+    def manifest(self) -> dict:
+        return read_json(self.manifest_path) if self.manifest_path.is_file() else {}
+
+    def record_stage(self, name: str, seconds: float) -> None:
+        m = self.manifest()
+        m.setdefault("stages", {})[name] = {"done_at": _now(), "seconds": round(seconds, 2)}
+        m["libraries"] = library_versions()
+        write_json(self.manifest_path, m)
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def library_versions() -> dict:
+    out = {"python": platform.python_version()}
+    for lib in LIBRARIES:
+        try:
+            out[lib] = metadata.version(lib)
+        except metadata.PackageNotFoundError:
+            out[lib] = None
+    return out
+
+
+def check_run_dir(path: Path) -> Path:
+    path = Path(path).expanduser()
+    if path.exists() and not path.is_dir():
+        raise SrliteError(f"{path}: exists and is not a directory.")
+    return path
+
+
+def init_run(run_dir: Path, *, preset: str, overrides: dict) -> Run:
+    """Create a run: resolved config, validated seed copies, manifest. Nothing is loaded."""
+    run_dir = check_run_dir(run_dir)
+    if (run_dir / "config.json").exists():
+        raise SrliteError(
+            f"{run_dir}: a run already exists here (config.json). Continue it with `srlite iterate`, "
+            "or choose another --run-dir."
+        )
+    cfg = preset_config(preset, **overrides)
+    # Validate every seed record before anything is written.
+    seeds = {
+        "ift": load_messages(cfg.ift_data, "ift"),
+        "eft_train": load_messages(cfg.eft_train_data, "eft_train"),
+        "eft_eval": load_messages(cfg.eft_eval_data, "eft_eval"),
+    }
+    if cfg.rubric_file:
+        from .judge import load_rubric
+
+        load_rubric(cfg.rubric_file)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise SrliteError(f"{run_dir}: cannot create the run directory ({e.strerror}).") from None
+    run = Run(run_dir, cfg)
+    for kind, records in seeds.items():
+        write_jsonl(run.seed_path(kind), [{"messages": m} for m in records])
+    write_json(
+        run.manifest_path,
+        {"created": _now(), "srlite_version": __version__, "seed": cfg.seed, "libraries": library_versions(), "stages": {}},
+    )
+    save_config(cfg, run.config_path)  # last: its presence marks a complete init
+    return run
+
+
+def open_run(run_dir: Path) -> Run:
+    run_dir = check_run_dir(run_dir)
+    cfg = load_config(run_dir / "config.json")
+    run = Run(run_dir, cfg)
+    for kind in SEED_FILES:
+        if not run.seed_path(kind).is_file():
+            raise SrliteError(f"{run.seed_path(kind)}: seed file missing; the run directory is incomplete.")
+    return run
+
+
+def run_status(run: Run) -> dict:
+    """What exists: M1, then each round's stages, with a few counts."""
+    def count(path: Path) -> int | None:
+        if not path.is_file():
+            return None
+        with open(path, encoding="utf-8") as f:
+            return sum(1 for line in f if line.strip())
+
+    m1 = run.m1_dir / "metrics.json"
+    rounds = []
+    t = 1
+    while run.round_dir(t).is_dir():
+        rd = run.round_dir(t)
+        rounds.append(
+            {
+                "round": t,
+                "prompts": count(rd / "prompts.jsonl"),
+                "candidates": count(rd / "candidates.jsonl"),
+                "judgments": count(rd / "judgments.jsonl"),
+                "pairs": count(rd / "pairs.jsonl"),
+                "adapter": (rd / "adapter" / "adapter_config.json").is_file(),
+                "complete": (rd / "metrics.json").is_file(),
+            }
+        )
+        t += 1
+    return {
+        "run_dir": str(run.dir),
+        "model": run.cfg.model,
+        "preset": run.cfg.preset,
+        "m1": m1.is_file(),
+        "rounds": rounds,
+        "completed_rounds": run.completed_rounds(),
+        "manifest": run.manifest(),
+    }
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """`key=value` strings from the CLI; values parse as JSON when they can (numbers, bools, lists)."""
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise SrliteError(f"--set {item!r}: expected key=value, e.g. --set prompts_per_round=8.")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
