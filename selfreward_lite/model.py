@@ -30,6 +30,21 @@ DEFAULT_CHAT_TEMPLATE = (
 )
 
 
+def quiet_libraries() -> None:
+    """Our own progress bars replace the libraries' per-step prints and bars."""
+    import logging
+
+    import datasets
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    datasets.utils.logging.set_verbosity_error()
+    datasets.disable_progress_bars()
+    # bitsandbytes warns at import on CPU about an optional kernels package it does not need.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+
+
 def cache_root() -> Path:
     return Path(os.environ.get("SRLITE_CACHE", Path.home() / ".cache" / "selfreward_lite")).expanduser()
 
@@ -160,6 +175,7 @@ def load_stack(cfg: Config, adapter_dirs: Sequence[Path], train_new: bool = Fals
     """M_t = base + adapters (frozen); with train_new, a zero-initialised trainable adapter on top."""
     from peft import LoraConfig, PeftModel, get_peft_model
 
+    quiet_libraries()
     base = load_base(cfg)
     tok = load_tokenizer(cfg)
     model = base

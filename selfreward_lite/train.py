@@ -42,6 +42,13 @@ def _common_args(cfg: Config, lm: LoadedModel, out_dir: str, batch_size: int) ->
     )
 
 
+def _quiet(trainer) -> None:
+    """The Trainer prints every log dict when tqdm is off; our progress bar is enough."""
+    from transformers.trainer_callback import PrinterCallback
+
+    trainer.remove_callback(PrinterCallback)
+
+
 def _progress_callback(on_step: Callable[[int, int], None] | None):
     from transformers import TrainerCallback
 
@@ -75,6 +82,7 @@ def train_sft(cfg: Config, lm: LoadedModel, records: list[dict], on_step=None) -
             processing_class=lm.tokenizer,
             callbacks=[_progress_callback(on_step)],
         )
+        _quiet(trainer)
         activate(lm.model, lm.adapter_names, train_new=True)
         result = trainer.train()
     lm.model.eval()
@@ -157,6 +165,7 @@ def train_dpo(cfg: Config, lm: LoadedModel, pairs: list[dict], on_step=None) -> 
         # do (the reference log-probs were precomputed from M_t), so drop it.
         if "ref" in lm.model.peft_config:
             lm.model.delete_adapter("ref")
+        _quiet(trainer)
         activate(lm.model, lm.adapter_names, train_new=True)
         ds = trainer.train_dataset
         ref = {
