@@ -26,6 +26,7 @@ class Config:
     preset: str = "cpu"  # which preset filled the defaults: "cpu" or "gpu" (informational)
     quantize: str = "auto"  # "4bit" (NF4 via bitsandbytes), "none", or "auto" (4bit when CUDA is present)
     device: str = "auto"  # "auto", "cpu" or "cuda"
+    dtype: str = "auto"  # "auto" (bfloat16 on CUDA and on CPUs with native bf16, else float32), "bfloat16", "float32"
     trust_remote_code: bool = False  # allow model repos to run their own Python code (off: safety)
     seed: int = 0  # seeds every sampling and training stage (stage seeds derive from it)
     # --- seed data (JSONL path, Hugging Face dataset id, or "bundled") ---
@@ -61,7 +62,7 @@ class Config:
     # --- judging ---
     judge_samples: int = 2  # judgments per candidate, averaged (paper: 3)
     judge_temperature: float = 0.7  # sampling temperature of the judge
-    judge_top_p: float = 0.9
+    judge_top_p: float = 0.9  # nucleus sampling of the judge
     judge_max_new_tokens: int = 96  # token budget of one judgment
     # --- pairs ---
     pair_min_margin: float = 0.0  # keep a pair only if best - worst mean score > this (ties always dropped)
@@ -107,6 +108,7 @@ _CHOICES = {
     "preset": ("cpu", "gpu"),
     "quantize": ("auto", "4bit", "none"),
     "device": ("auto", "cpu", "cuda"),
+    "dtype": ("auto", "bfloat16", "float32"),
 }
 _POSITIVE = (
     "lora_r", "lora_alpha", "sft_batch_size", "prompts_per_round", "prompt_shots",

@@ -108,6 +108,19 @@ def resolve_device(cfg: Config) -> str:
     return cfg.device
 
 
+def resolve_dtype(cfg: Config):
+    """bfloat16 where the hardware has it natively (2-3x faster than float32 on such CPUs)."""
+    import torch
+
+    if cfg.dtype == "float32":
+        return torch.float32
+    if cfg.dtype == "bfloat16":
+        return torch.bfloat16
+    if resolve_device(cfg) == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if torch.ops.mkldnn._is_mkldnn_bf16_supported() else torch.float32
+
+
 def uses_4bit(cfg: Config) -> bool:
     return cfg.quantize == "4bit" or (cfg.quantize == "auto" and resolve_device(cfg) == "cuda")
 
@@ -134,22 +147,19 @@ def load_base(cfg: Config):
     from transformers import AutoModelForCausalLM
 
     device = resolve_device(cfg)
-    kwargs: dict = {"trust_remote_code": cfg.trust_remote_code, "use_safetensors": True}
+    dtype = resolve_dtype(cfg)
+    kwargs: dict = {"trust_remote_code": cfg.trust_remote_code, "use_safetensors": True, "dtype": dtype}
     if uses_4bit(cfg):
         if importlib.util.find_spec("bitsandbytes") is None:
             raise SrliteError("4-bit loading needs bitsandbytes: pip install bitsandbytes (or set quantize to 'none').")
         from transformers import BitsAndBytesConfig
 
-        compute = torch.bfloat16 if device == "cuda" else torch.float32
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=compute,
+            bnb_4bit_compute_dtype=dtype,
         )
-        kwargs["dtype"] = compute
-    else:
-        kwargs["dtype"] = torch.bfloat16 if device == "cuda" else torch.float32
     if device == "cuda":
         kwargs["device_map"] = {"": 0}
     path = resolve_model_path(cfg.model)
@@ -169,6 +179,7 @@ class LoadedModel:
     tokenizer: object
     adapter_names: list[str]  # active adapters, oldest first (TRAINABLE last when training)
     device: str
+    dtype: object  # torch dtype of the (non-quantised) weights and compute
 
 
 def load_stack(cfg: Config, adapter_dirs: Sequence[Path], train_new: bool = False) -> LoadedModel:
@@ -205,7 +216,7 @@ def load_stack(cfg: Config, adapter_dirs: Sequence[Path], train_new: bool = Fals
     if names:
         activate(model, names, train_new)
     model.eval()
-    return LoadedModel(model, tok, names, resolve_device(cfg))
+    return LoadedModel(model, tok, names, resolve_device(cfg), resolve_dtype(cfg))
 
 
 def activate(model, names: list[str], train_new: bool) -> None:

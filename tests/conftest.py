@@ -1,0 +1,26 @@
+import hashlib
+from pathlib import Path
+
+import pytest
+
+
+def pytest_collection_modifyitems(config, items):
+    # Tests that load the real embedded model are integration tests.
+    for item in items:
+        if "embedded" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.fixture(scope="session")
+def embedded():
+    """Path of the embedded model (converted once per machine, cached)."""
+    from selfreward_lite.model import embedded_model_dir
+
+    return embedded_model_dir()
+
+
+def tree_digest(path: Path) -> dict:
+    """sha256 of every file under `path`, by relative name."""
+    path = Path(path)
+    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(path.rglob("*")) if p.is_file()}

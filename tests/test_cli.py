@@ -1,0 +1,84 @@
+"""The real CLI, run as a subprocess (no model needed for these)."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+
+def srlite(*args, env=None, cwd=None):
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "selfreward_lite", *args], capture_output=True, text=True,
+                          env=full_env, cwd=cwd, timeout=120)
+
+
+def test_help_is_fast_and_documents_commands():
+    start = time.perf_counter()
+    r = srlite("--help")
+    assert r.returncode == 0
+    assert time.perf_counter() - start < 10  # no torch import for --help
+    for cmd in ("init", "iterate", "status"):
+        assert cmd in r.stdout
+    r = srlite("iterate", "--help")
+    assert "--rounds" in r.stdout and "--run-dir" in r.stdout
+
+
+def test_help_does_not_import_heavy_libraries():
+    code = "import sys; from selfreward_lite import cli; print(any(m in sys.modules for m in ('torch', 'transformers', 'trl')))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"
+
+
+def test_init_writes_config_seed_manifest(tmp_path):
+    run = tmp_path / "run"
+    r = srlite("init", "--preset", "cpu", "--set", "prompts_per_round=5", "--set", "seed=3", env={"SRLITE_RUN_DIR": str(run)})
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["prompts_per_round"] == 5 and cfg["seed"] == 3 and cfg["model"] == "embedded"
+    assert sorted(p.name for p in (run / "seed").iterdir()) == ["eft_eval.jsonl", "eft_train.jsonl", "ift.jsonl"]
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["libraries"]["trl"] and manifest["seed"] == 3
+    # A second init refuses and leaves the run as it was.
+    before = (run / "config.json").read_bytes()
+    r = srlite("init", "-d", str(run))
+    assert r.returncode != 0 and "already exists" in r.stderr and "Traceback" not in r.stderr
+    assert (run / "config.json").read_bytes() == before
+    r = srlite("status", "-d", str(run))
+    assert r.returncode == 0 and "M1" in r.stdout
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--set", "n_candidate=4"], "Did you mean 'n_candidates'"),
+        (["--set", "judge_samples=0"], "'judge_samples' must be > 0"),
+        (["--set", "oops"], "expected key=value"),
+        (["--preset", "tpu"], "Unknown preset"),
+    ],
+)
+def test_init_bad_options(tmp_path, args, message):
+    run = tmp_path / "run"
+    r = srlite("init", "-d", str(run), *args)
+    assert r.returncode == 2
+    assert message in r.stderr and "Traceback" not in r.stderr
+    assert not run.exists()
+
+
+def test_init_bad_seed_file_names_line_and_field(tmp_path):
+    bad = tmp_path / "ift.jsonl"
+    good = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    bad.write_text(json.dumps(good) + "\n" + json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "bot", "content": "a"}]}) + "\n")
+    run = tmp_path / "run"
+    r = srlite("init", "-d", str(run), "--ift", str(bad))
+    assert r.returncode == 2
+    assert f"{bad}, line 2, field 'messages[1].role'" in " ".join(r.stderr.split())
+    assert "Traceback" not in r.stderr
+    assert not run.exists()
+
+
+def test_commands_on_missing_run(tmp_path):
+    for cmd in ("status", "iterate"):
+        r = srlite(cmd, "-d", str(tmp_path / "nothing"))
+        assert r.returncode == 2 and "srlite init" in r.stderr and "Traceback" not in r.stderr

@@ -1,0 +1,102 @@
+"""Adapters stack, the DPO reference is exactly M_t, and only the new adapter trains.
+
+Runs real DPO (TRL) on the embedded model in float32, so reference log-probs can be compared
+to an independent computation to tight tolerance.
+"""
+
+import torch
+
+from selfreward_lite.artifacts import write_jsonl
+from selfreward_lite.config import preset_config
+from selfreward_lite.model import TRAINABLE, completion_logprobs, load_stack, save_adapter
+from selfreward_lite.runs import Run
+from selfreward_lite.stages import train_round_adapter
+
+from conftest import tree_digest
+
+PAIRS = [
+    {"id": f"r-p{i}-pair", "prompt": q, "chosen": good, "rejected": bad}
+    for i, (q, good, bad) in enumerate([
+        ("What is the capital of France?", "The capital of France is Paris.", "France is a country in Europe with many cities."),
+        ("Name a primary color.", "Red is a primary color.", "Colors are nice."),
+        ("How many legs does a spider have?", "A spider has eight legs.", "Spiders are insects with six legs."),
+        ("What is 3 + 4?", "3 + 4 = 7.", "It is probably 12."),
+    ])
+]
+
+
+def cfg_for_test():
+    return preset_config("cpu", dtype="float32", dpo_epochs=2.0, dpo_batch_size=2, train_micro_batch_size=2,
+                         dpo_learning_rate=5e-4, lora_r=4, lora_alpha=8)
+
+
+def make_nonzero_m1(cfg, out):
+    """Stand-in for the SFT adapter: a LoRA adapter with random non-zero B."""
+    lm = load_stack(cfg, [], train_new=True)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in lm.model.named_parameters():
+            if f"lora_B.{TRAINABLE}." in name:
+                p.normal_(0, 0.02)
+    save_adapter(lm, out, "sft.json", {"stand_in": True})
+
+
+def params(model):
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+def logits(lm, text="The capital of France is"):
+    ids = lm.tokenizer(text, return_tensors="pt")
+    with torch.no_grad():
+        return lm.model(**ids).logits
+
+
+def test_stacked_dpo_round(tmp_path, embedded):
+    cfg = cfg_for_test()
+    run = Run(tmp_path, cfg)
+    make_nonzero_m1(cfg, run.m1_dir / "adapter")
+    m1_files = tree_digest(run.m1_dir / "adapter")
+
+    # Round 1 trains on top of M1; round 2 on top of M1 + round-1 adapter (two frozen adapters).
+    for t in (1, 2):
+        rd = run.round_dir(t)
+        write_jsonl(rd / "pairs.jsonl", PAIRS)
+        earlier = {str(d): tree_digest(d) for d in run.adapters_of(t)}
+
+        lm = load_stack(cfg, run.adapters_of(t), train_new=True)
+        assert lm.adapter_names == [f"m{i}" for i in range(1, t + 1)] + [TRAINABLE]
+        before = params(lm.model)
+        train_round_adapter(run, t, lm, rd / "pairs.jsonl", rd / "adapter")
+        after = params(lm.model)
+
+        # Only the new adapter's parameters changed; base and earlier adapters are untouched.
+        changed = {n for n in before if not torch.equal(before[n], after[n])}
+        assert changed, "training changed nothing"
+        assert all(f".{TRAINABLE}." in n for n in changed), sorted(changed)[:5]
+        assert any(f"lora_B.{TRAINABLE}." in n for n in changed)
+        # Earlier adapters are byte-identical on disk.
+        assert {str(d): tree_digest(d) for d in run.adapters_of(t)} == earlier
+        assert tree_digest(run.m1_dir / "adapter") == m1_files
+
+        # The DPO reference log-probs equal those of M_t computed independently.
+        from selfreward_lite.artifacts import read_json
+
+        ref = read_json(rd / "adapter" / "dpo.json")["ref_logps"]
+        m_t = load_stack(cfg, run.adapters_of(t))
+        prompts = [[{"role": "user", "content": p["prompt"]}] for p in PAIRS]
+        chosen = completion_logprobs(m_t, prompts, [[{"role": "assistant", "content": p["chosen"]}] for p in PAIRS])
+        rejected = completion_logprobs(m_t, prompts, [[{"role": "assistant", "content": p["rejected"]}] for p in PAIRS])
+        for p, c, r in zip(PAIRS, chosen, rejected):
+            assert abs(ref[p["id"]][0] - c) < 1e-3 and abs(ref[p["id"]][1] - r) < 1e-3
+        # ...and not those of the bare base model (what TRL would use by default).
+        base_lm = load_stack(cfg, [])
+        base_chosen = completion_logprobs(base_lm, prompts, [[{"role": "assistant", "content": p["chosen"]}] for p in PAIRS])
+        assert max(abs(a - b) for a, b in zip(base_chosen, chosen)) > 1e-2
+
+        # M_t+1 (rebuilt from disk) differs from M_t.
+        m_next = load_stack(cfg, run.adapters_of(t + 1))
+        assert not torch.allclose(logits(m_next), logits(m_t), atol=1e-4)
+        # DPO moved the policy towards the chosen answers.
+        dpo = read_json(rd / "adapter" / "dpo.json")
+        assert abs(dpo["first_loss"] - 0.6931) < 1e-3  # policy == reference at step 0
+        assert dpo["last_loss"] < dpo["first_loss"]
