@@ -33,7 +33,7 @@ class Config:
     ift_data: str = "bundled"  # instruction-following seed: {"messages": [user, assistant]} per line
     eft_train_data: str = "bundled"  # judge-training seed: rubric prompt -> justification + "Score: N"
     eft_eval_data: str = "bundled"  # held-out judge examples, never trained on
-    rubric_file: str | None = None  # judge prompt with {instruction} and {response}; None = paper's additive rubric
+    rubric: str = "additive-compact"  # judge prompt: "additive" (paper), "additive-compact" (same criteria, fewer tokens), or a file with {instruction} and {response}
     # --- LoRA ---
     lora_r: int = 8  # rank of each round's adapter
     lora_alpha: int = 16  # LoRA scaling numerator (scale = alpha / r)
@@ -84,6 +84,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # The paper's settings where they fit one 24 GB GPU with a 4-bit 7-8B model.
     "gpu": {
         "preset": "gpu",
+        "rubric": "additive",
         "lora_r": 16,
         "lora_alpha": 32,
         "sft_epochs": 3.0,
@@ -140,9 +141,7 @@ def config_from_dict(values: dict[str, Any], source: str) -> Config:
         value = getattr(cfg, name)
         default = getattr(Config(), name)
         expected = type(default)
-        if name == "rubric_file":
-            ok = value is None or isinstance(value, str)
-        elif expected is float:
+        if expected is float:
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         elif expected is list:
             ok = isinstance(value, list) and all(isinstance(v, str) for v in value) and value

@@ -20,8 +20,8 @@ class QuietUI:
         pass
 
     @contextlib.contextmanager
-    def progress(self, description: str, total: int) -> Iterator[Callable[[int], None]]:
-        yield lambda n=1: None
+    def progress(self, description: str, total: int | None) -> Iterator[Callable[..., None]]:
+        yield lambda n=1, total=None: None
 
     def round_table(self, title: str, metrics: dict) -> None:
         pass
@@ -43,7 +43,7 @@ class RichUI(QuietUI):
         self.console.print(f"[green]✓[/] {name} [dim](done earlier, kept)[/]")
 
     @contextlib.contextmanager
-    def progress(self, description: str, total: int):
+    def progress(self, description: str, total: int | None):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         with Progress(
@@ -56,7 +56,13 @@ class RichUI(QuietUI):
             transient=False,
         ) as bar:
             task = bar.add_task(description, total=total)
-            yield lambda n=1: bar.advance(task, n)
+
+            def advance(n: int = 1, total: int | None = None) -> None:
+                if total is not None:
+                    bar.update(task, total=total)
+                bar.advance(task, n)
+
+            yield advance
 
     def round_table(self, title: str, metrics: dict) -> None:
         self.console.print(round_table(title, metrics))

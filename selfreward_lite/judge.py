@@ -28,6 +28,23 @@ After examining the user's instruction and the response:
 Remember to assess from the AI Assistant perspective, utilizing web search knowledge as necessary. To evaluate the response in alignment with this additive scoring model, we'll systematically attribute points based on the outlined criteria."""
 
 
+# The same five additive criteria in a third of the tokens: the CPU preset's default, since
+# judge prompts dominate the cost of M1's SFT and of the judging stage on a small machine.
+COMPACT_TEMPLATE = """Score the response to the user's question with the additive 5-point system: add 1 point for each criterion it meets.
+1. It is relevant and gives some information related to the question.
+2. It addresses a substantial part of the question.
+3. It answers the basic elements of the question in a useful way.
+4. It is clearly written from an AI Assistant's perspective, direct, comprehensive, well organised and helpful.
+5. It is impeccably tailored to the question, without extraneous information, expert, engaging and insightful.
+
+User: {instruction}
+<response>{response}</response>
+
+Briefly justify your total score, up to 100 words, then conclude with "Score: <total points>"."""
+
+RUBRICS = {"additive": RUBRIC_TEMPLATE, "additive-compact": COMPACT_TEMPLATE}
+
+
 def build_judge_prompt(instruction: str, response: str, template: str = RUBRIC_TEMPLATE) -> str:
     """The user message that asks the model to judge `response` to `instruction`."""
     # str.replace, not str.format: user text may contain braces.
@@ -62,24 +79,35 @@ def parse_score(text: str) -> ParsedScore:
     return ParsedScore(int(value), "ok")
 
 
-def load_rubric(path: str | None) -> str:
-    """The judge template: the paper's additive rubric, or a user file with both placeholders."""
+def split_judge_prompt(text: str, template: str = RUBRIC_TEMPLATE) -> tuple[str, str] | None:
+    """(instruction, response) if `text` is `template` filled in, else None."""
+    head, rest = template.split("{instruction}")
+    middle, tail = rest.split("{response}")
+    if not (text.startswith(head) and text.endswith(tail)):
+        return None
+    body = text[len(head) : len(text) - len(tail)]
+    instruction, sep, response = body.partition(middle)
+    return (instruction, response) if sep else None
+
+
+def load_rubric(rubric: str) -> str:
+    """The judge template: a named rubric ("additive", "additive-compact") or a file with both placeholders."""
     from pathlib import Path
 
     from .errors import SrliteError
 
-    if path is None:
-        return RUBRIC_TEMPLATE
-    p = Path(path).expanduser()
+    if rubric in RUBRICS:
+        return RUBRICS[rubric]
+    p = Path(rubric).expanduser()
     if not p.is_file():
-        raise SrliteError(f"{p}: rubric_file does not exist or is not a file.")
+        raise SrliteError(f"{p}: rubric is neither {' nor '.join(map(repr, RUBRICS))} nor an existing file.")
     try:
         text = p.read_text(encoding="utf-8")
     except UnicodeDecodeError:
-        raise SrliteError(f"{p}: rubric_file is not valid UTF-8.") from None
+        raise SrliteError(f"{p}: rubric file is not valid UTF-8.") from None
     for placeholder in ("{instruction}", "{response}"):
         if placeholder not in text:
-            raise SrliteError(f"{p}: rubric_file must contain the placeholder {placeholder}.")
+            raise SrliteError(f"{p}: rubric file must contain the placeholder {placeholder}.")
     return text
 
 

@@ -111,10 +111,11 @@ def init_run(run_dir: Path, *, preset: str, overrides: dict) -> Run:
         "eft_train": load_messages(cfg.eft_train_data, "eft_train"),
         "eft_eval": load_messages(cfg.eft_eval_data, "eft_eval"),
     }
-    if cfg.rubric_file:
-        from .judge import load_rubric
+    from .judge import load_rubric
 
-        load_rubric(cfg.rubric_file)
+    rubric = load_rubric(cfg.rubric)
+    for kind in ("eft_train", "eft_eval"):
+        seeds[kind] = [rerender_judge_example(m, rubric) for m in seeds[kind]]
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -128,6 +129,18 @@ def init_run(run_dir: Path, *, preset: str, overrides: dict) -> Run:
     )
     save_config(cfg, run.config_path)  # last: its presence marks a complete init
     return run
+
+
+def rerender_judge_example(messages: list[dict], rubric: str) -> list[dict]:
+    """Judge examples written with the paper's rubric are re-rendered with the run's rubric,
+    so M1 learns to judge with exactly the prompt it will be given."""
+    from .judge import RUBRIC_TEMPLATE, build_judge_prompt, split_judge_prompt
+
+    out = []
+    for m in messages:
+        parts = split_judge_prompt(m["content"], RUBRIC_TEMPLATE) if m["role"] == "user" else None
+        out.append({**m, "content": build_judge_prompt(*parts, rubric)} if parts else m)
+    return out
 
 
 def open_run(run_dir: Path) -> Run:

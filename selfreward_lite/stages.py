@@ -47,7 +47,7 @@ def train_m1(run: Run, lm, out: Path, ui=QuietUI()) -> None:
         for r in read_jsonl(run.seed_path(kind))
     ]
     with ui.progress("SFT steps", total=None) as advance:
-        result = train_sft(run.cfg, lm, records, on_step=lambda s, n: advance(1))
+        result = train_sft(run.cfg, lm, records, on_step=lambda s, n: advance(1, total=n))
     save_adapter(lm, out, "sft.json", {**result, "records": len(records)})
 
 
@@ -115,7 +115,7 @@ def judge_candidates(run: Run, t: int, lm, candidates_file: Path, out: Path, ui=
     from .model import generate, render_chat
 
     cfg = run.cfg
-    rubric = load_rubric(cfg.rubric_file)
+    rubric = load_rubric(cfg.rubric)
     cands = read_jsonl(candidates_file)
     texts = [
         render_chat(lm.tokenizer, [{"role": "user", "content": build_judge_prompt(c["prompt"], c["response"], rubric)}])
@@ -164,7 +164,7 @@ def train_round_adapter(run: Run, t: int, lm, pairs_file: Path, out: Path, ui=Qu
             "n_candidates in config.json, delete this round's folder, and run `srlite iterate` again."
         )
     with ui.progress("DPO steps", total=None) as advance:
-        result = train_dpo(run.cfg, lm, pairs, on_step=lambda s, n: advance(1))
+        result = train_dpo(run.cfg, lm, pairs, on_step=lambda s, n: advance(1, total=n))
     save_adapter(lm, out, "dpo.json", result)
 
 

@@ -1,7 +1,9 @@
 import pytest
 
 from selfreward_lite.errors import SrliteError
-from selfreward_lite.judge import RUBRIC_TEMPLATE, build_judge_prompt, load_rubric, mean_score, parse_score
+from selfreward_lite.judge import (
+    COMPACT_TEMPLATE, RUBRIC_TEMPLATE, build_judge_prompt, load_rubric, mean_score, parse_score, split_judge_prompt,
+)
 
 
 @pytest.mark.parametrize(
@@ -47,8 +49,16 @@ def test_build_judge_prompt_keeps_braces_and_fills_both_fields():
     assert prompt.startswith(RUBRIC_TEMPLATE.split("{instruction}")[0])
 
 
+def test_split_judge_prompt_roundtrip():
+    for template in (RUBRIC_TEMPLATE, COMPACT_TEMPLATE):
+        text = build_judge_prompt("Line one\nline two?", "An answer\nwith lines.", template)
+        assert split_judge_prompt(text, template) == ("Line one\nline two?", "An answer\nwith lines.")
+    assert split_judge_prompt("just a question", RUBRIC_TEMPLATE) is None
+
+
 def test_load_rubric(tmp_path):
-    assert load_rubric(None) == RUBRIC_TEMPLATE
+    assert load_rubric("additive") == RUBRIC_TEMPLATE
+    assert load_rubric("additive-compact") == COMPACT_TEMPLATE
     good = tmp_path / "r.txt"
     good.write_text("Q: {instruction}\nA: {response}\nScore: ?")
     assert load_rubric(str(good)).startswith("Q:")
@@ -56,5 +66,5 @@ def test_load_rubric(tmp_path):
     bad.write_text("only {instruction}")
     with pytest.raises(SrliteError, match=r"\{response\}"):
         load_rubric(str(bad))
-    with pytest.raises(SrliteError, match="does not exist"):
+    with pytest.raises(SrliteError, match="neither"):
         load_rubric(str(tmp_path / "missing.txt"))
