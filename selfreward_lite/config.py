@@ -40,7 +40,7 @@ class Config:
     lora_dropout: float = 0.1  # dropout on the LoRA path (paper: dropout 0.1)
     lora_target_modules: list[str] = field(default_factory=lambda: list(ALL_LINEAR))  # layers that get LoRA
     # --- M1: supervised fine-tuning on IFT + EFT ---
-    sft_epochs: float = 2.0  # passes over the seed data
+    sft_epochs: float = 1.5  # passes over the seed data
     sft_learning_rate: float = 3e-4  # peak LR, cosine decay (paper: 5.5e-6 full fine-tune; LoRA needs more)
     sft_batch_size: int = 8  # effective batch (micro batch x gradient accumulation); paper: 16
     # --- self-instruction (new prompts) ---
@@ -73,7 +73,7 @@ class Config:
     dpo_batch_size: int = 4  # effective batch; paper: 16
     # --- memory / speed ---
     max_length: int = 1024  # longest training sequence in tokens (prompt + response)
-    gen_batch_size: int = 48  # sequences per batched `generate` call
+    gen_batch_size: int = 32  # sequences per batched `generate` call
     train_micro_batch_size: int = 4  # sequences per forward/backward; the rest is gradient accumulation
     gradient_checkpointing: bool = False  # trade compute for memory (on for GPU)
 

@@ -34,6 +34,8 @@ def quiet_libraries() -> None:
     """Our own progress bars replace the libraries' per-step prints and bars."""
     import logging
 
+    # bitsandbytes warns at import on CPU about an optional kernels package it does not need.
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
     import datasets
     import transformers
 
@@ -41,8 +43,6 @@ def quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
     datasets.utils.logging.set_verbosity_error()
     datasets.disable_progress_bars()
-    # bitsandbytes warns at import on CPU about an optional kernels package it does not need.
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
 
 
 def cache_root() -> Path:
@@ -184,9 +184,9 @@ class LoadedModel:
 
 def load_stack(cfg: Config, adapter_dirs: Sequence[Path], train_new: bool = False) -> LoadedModel:
     """M_t = base + adapters (frozen); with train_new, a zero-initialised trainable adapter on top."""
+    quiet_libraries()  # before peft, which imports bitsandbytes
     from peft import LoraConfig, PeftModel, get_peft_model
 
-    quiet_libraries()
     base = load_base(cfg)
     tok = load_tokenizer(cfg)
     model = base
@@ -256,11 +256,14 @@ def generate(
     seed: int,
     stop_strings: Sequence[str] | None = None,
     on_batch: Callable[[int], None] | None = None,
+    share_prefill: bool = True,
 ) -> list[list[Sample]]:
     """Sample `n` continuations of each rendered text, in left-padded batches.
 
     Up to `batch_size` sequences go through one `generate` call (batch_size // n texts, each
-    with n return sequences); texts are sorted by length so a batch carries little padding.
+    with n samples); texts are sorted by length so a batch carries little padding. With
+    share_prefill, each text's prompt is run through the model once and its KV cache copied
+    to its n samples (`num_return_sequences` would prefill every copy).
     """
     import torch
 
@@ -275,13 +278,13 @@ def generate(
         idx = order[start : start + per_call]
         enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
         enc = {k: v.to(model.device) for k, v in enc.items()}
+        prompt_len = enc["input_ids"].shape[1]
         torch.manual_seed(seed * 1_000_003 + call)
-        kwargs = dict(
-            max_new_tokens=max_new_tokens,
-            num_return_sequences=n,
-            pad_token_id=tok.pad_token_id,
-            eos_token_id=eos_ids,
-        )
+        kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id, eos_token_id=eos_ids)
+        if n > 1 and share_prefill:
+            enc = _shared_prefill(model, enc, n)
+        else:
+            kwargs["num_return_sequences"] = n
         if temperature > 0:
             kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
         else:
@@ -290,7 +293,7 @@ def generate(
             kwargs.update(stop_strings=list(stop_strings), tokenizer=tok)
         with torch.inference_mode():
             out = model.generate(**enc, **kwargs)
-        new = out[:, enc["input_ids"].shape[1] :].cpu()
+        new = out[:, prompt_len:].cpu()
         for row, seq in enumerate(new):
             ids = seq.tolist()
             stopped = next((k for k, t in enumerate(ids) if t in eos_ids), None)
@@ -302,6 +305,28 @@ def generate(
         if on_batch:
             on_batch(len(idx))
     return results
+
+
+def _shared_prefill(model, enc: dict, n: int) -> dict:
+    """Prefill all but the last prompt token once, then repeat inputs and cache n times."""
+    ids, mask = enc["input_ids"], enc["attention_mask"]
+    # Same positions as `generate` derives from a left-padded attention mask.
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch_inference_mode():
+        out = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], use_cache=True)
+    cache = out.past_key_values
+    cache.batch_repeat_interleave(n)
+    return {
+        "input_ids": ids.repeat_interleave(n, dim=0),
+        "attention_mask": mask.repeat_interleave(n, dim=0),
+        "past_key_values": cache,
+    }
+
+
+def torch_inference_mode():
+    import torch
+
+    return torch.inference_mode()
 
 
 def _eos_ids(lm: LoadedModel) -> list[int]:

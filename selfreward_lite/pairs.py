@@ -3,7 +3,8 @@
 A candidate's score is the mean of its parsed judgments; a candidate with no parsed
 judgment is unscored and never enters a pair. Prompts with fewer than two scored
 candidates, or whose best and worst mean scores tie (or differ by no more than the
-configured margin), are dropped, and each reason is counted.
+configured margin), or whose best and worst texts are identical, are dropped, and each
+reason is counted.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections import Counter
 DROP_TOO_FEW = "fewer than two scored candidates"
 DROP_TIE = "tie (best == worst score)"
 DROP_MARGIN = "score gap within margin"
+DROP_IDENTICAL = "best and worst responses identical"
 
 
 def select_pairs(candidates: list[dict], min_margin: float = 0.0) -> tuple[list[dict], Counter]:
@@ -41,6 +43,10 @@ def select_pairs(candidates: list[dict], min_margin: float = 0.0) -> tuple[list[
             continue
         chosen = min((c for c in scored if c["score"] == best_score), key=lambda c: len(c["response"]))
         rejected = max((c for c in scored if c["score"] == worst_score), key=lambda c: len(c["response"]))
+        if chosen["response"].strip() == rejected["response"].strip():
+            # The same text judged twice with different scores is judge noise, not a preference.
+            dropped[DROP_IDENTICAL] += 1
+            continue
         pairs.append(
             {
                 "id": f"{prompt_id}-pair",

@@ -63,7 +63,8 @@ def create_prompts(run: Run, t: int, lm, out: Path, ui=QuietUI()) -> None:
     flt = PromptFilter(seeds + earlier, cfg.prompt_min_words, cfg.prompt_max_words, cfg.prompt_max_rouge)
     rng = random.Random(stage_seed(run, t, 1))
     kept: list[str] = []
-    attempts, budget = 0, cfg.prompts_per_round * cfg.prompt_max_attempts
+    examined = attempts = 0
+    budget = cfg.prompts_per_round * cfg.prompt_max_attempts
     with ui.progress("prompts kept", total=cfg.prompts_per_round) as advance:
         while len(kept) < cfg.prompts_per_round and attempts < budget:
             # Oversample a little: about half of what a small model writes gets filtered.
@@ -77,11 +78,14 @@ def create_prompts(run: Run, t: int, lm, out: Path, ui=QuietUI()) -> None:
             )
             attempts += want
             for (s,) in samples:
+                if len(kept) == cfg.prompts_per_round:
+                    break
+                examined += 1
                 text, delimited = extract_prompt(s.text)
-                if len(kept) < cfg.prompts_per_round and flt.offer(text, finished=s.finished or delimited):
+                if flt.offer(text, finished=s.finished or delimited):
                     kept.append(text)
                     advance(1)
-    stats = {"generated": attempts, "kept": len(kept), "dropped": dict(flt.dropped)}
+    stats = {"generated": examined, "kept": len(kept), "dropped": dict(flt.dropped)}
     write_json(out.with_name("prompts_stats.json"), stats)
     write_jsonl(out, [{"id": f"r{t}-p{i:04d}", "prompt": p} for i, p in enumerate(kept)])
 

@@ -1,4 +1,4 @@
-from selfreward_lite.pairs import DROP_MARGIN, DROP_TIE, DROP_TOO_FEW, select_pairs
+from selfreward_lite.pairs import DROP_IDENTICAL, DROP_MARGIN, DROP_TIE, DROP_TOO_FEW, select_pairs
 
 
 def cand(pid, k, score, response=None):
@@ -52,3 +52,8 @@ def test_prompts_independent_and_counts():
     pairs, dropped = select_pairs(cands)
     assert [p["prompt_id"] for p in pairs] == ["a"]
     assert dropped == {DROP_TIE: 1, DROP_TOO_FEW: 1}
+
+
+def test_identical_texts_are_not_a_preference():
+    pairs, dropped = select_pairs([cand("a", 0, 4.0, "Paris."), cand("a", 1, 2.0, "Paris. ")])
+    assert pairs == [] and dropped[DROP_IDENTICAL] == 1
