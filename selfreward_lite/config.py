@@ -40,7 +40,7 @@ class Config:
     lora_dropout: float = 0.1  # dropout on the LoRA path (paper: dropout 0.1)
     lora_target_modules: list[str] = field(default_factory=lambda: list(ALL_LINEAR))  # layers that get LoRA
     # --- M1: supervised fine-tuning on IFT + EFT ---
-    sft_epochs: float = 1.5  # passes over the seed data
+    sft_epochs: float = 2.0  # passes over the seed data
     sft_learning_rate: float = 3e-4  # peak LR, cosine decay (paper: 5.5e-6 full fine-tune; LoRA needs more)
     sft_batch_size: int = 8  # effective batch (micro batch x gradient accumulation); paper: 16
     # --- self-instruction (new prompts) ---
@@ -68,7 +68,7 @@ class Config:
     pair_min_margin: float = 0.0  # keep a pair only if best - worst mean score > this (ties always dropped)
     # --- DPO ---
     dpo_beta: float = 0.1  # paper: 0.1
-    dpo_learning_rate: float = 5e-5  # peak LR, cosine decay (paper: 1e-6 full fine-tune)
+    dpo_learning_rate: float = 2e-4  # peak LR, cosine decay (paper: 1e-6 full fine-tune; few pairs and LoRA need more)
     dpo_epochs: float = 2.0  # passes over the round's pairs
     dpo_batch_size: int = 4  # effective batch; paper: 16
     # --- memory / speed ---

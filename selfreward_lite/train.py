@@ -10,7 +10,9 @@ still at B = 0 (so the model *is* M_t), and train against those.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -41,6 +43,19 @@ def _common_args(cfg: Config, lm: LoadedModel, out_dir: str, batch_size: int) ->
         disable_tqdm=True,
         dataloader_num_workers=0,
     )
+
+
+@contextlib.contextmanager
+def _no_tqdm():
+    saved = os.environ.get("TQDM_DISABLE")
+    os.environ["TQDM_DISABLE"] = "1"
+    try:
+        yield
+    finally:
+        if saved is None:
+            del os.environ["TQDM_DISABLE"]
+        else:
+            os.environ["TQDM_DISABLE"] = saved
 
 
 def _quiet(trainer) -> None:
@@ -174,13 +189,14 @@ def train_dpo(cfg: Config, lm: LoadedModel, pairs: list[dict], on_step=None) -> 
             precompute_ref_batch_size=cfg.train_micro_batch_size,
             remove_unused_columns=False,
         )
-        trainer = trainer_cls(
-            model=lm.model,
-            args=args,
-            train_dataset=Dataset.from_list(rows),
-            processing_class=lm.tokenizer,
-            callbacks=[_progress_callback(on_step)],
-        )
+        with _no_tqdm():  # TRL's reference pass has its own tqdm bar, switched off only by this variable
+            trainer = trainer_cls(
+                model=lm.model,
+                args=args,
+                train_dataset=Dataset.from_list(rows),
+                processing_class=lm.tokenizer,
+                callbacks=[_progress_callback(on_step)],
+            )
         # TRL copied our new adapter into a "ref" adapter it would use as reference; we never
         # do (the reference log-probs were precomputed from M_t), so drop it.
         if "ref" in lm.model.peft_config:

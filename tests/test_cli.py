@@ -82,3 +82,15 @@ def test_commands_on_missing_run(tmp_path):
     for cmd in ("status", "iterate"):
         r = srlite(cmd, "-d", str(tmp_path / "nothing"))
         assert r.returncode == 2 and "srlite init" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_init_rerenders_judge_seed_with_the_runs_rubric(tmp_path):
+    from selfreward_lite.judge import COMPACT_TEMPLATE, RUBRIC_TEMPLATE, split_judge_prompt
+
+    for rubric, template in (("additive-compact", COMPACT_TEMPLATE), ("additive", RUBRIC_TEMPLATE)):
+        run = tmp_path / rubric
+        assert srlite("init", "-d", str(run), "--preset", "cpu", "--set", f"rubric={rubric}").returncode == 0
+        for name in ("eft_train.jsonl", "eft_eval.jsonl"):
+            for line in (run / "seed" / name).read_text().splitlines():
+                user = json.loads(line)["messages"][0]["content"]
+                assert split_judge_prompt(user, template) is not None

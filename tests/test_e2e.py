@@ -15,7 +15,7 @@ from conftest import tree_digest
 
 # Small but real: every stage runs, on few prompts and short generations.
 TINY = [
-    "--set", "prompts_per_round=4", "--set", "n_candidates=3", "--set", "judge_samples=2",
+    "--set", "prompts_per_round=6", "--set", "n_candidates=3", "--set", "judge_samples=2",
     "--set", "prompt_max_new_tokens=40", "--set", "response_max_new_tokens=40",
     "--set", "judge_max_new_tokens=80", "--set", "sft_epochs=1", "--set", "dpo_epochs=1",
     "--set", "gen_batch_size=24",
