@@ -12,14 +12,18 @@ from pathlib import Path
 import pytest
 
 from conftest import tree_digest
+from selfreward_lite.data import bundled_path
 
-# Small but real: every stage runs, on few prompts and short generations.
+# Small but real: every stage runs, on few prompts and short generations. M1 sees all the judge
+# (EFT) seed data twice, as in the cpu preset, so that its judgments parse, but only a slice of
+# the instruction (IFT) seed.
 TINY = [
-    "--set", "prompts_per_round=6", "--set", "n_candidates=3", "--set", "judge_samples=2",
+    "--set", "prompts_per_round=6", "--set", "n_candidates=4", "--set", "judge_samples=3",
     "--set", "prompt_max_new_tokens=40", "--set", "response_max_new_tokens=40",
-    "--set", "judge_max_new_tokens=80", "--set", "sft_epochs=1", "--set", "dpo_epochs=1",
+    "--set", "judge_max_new_tokens=96", "--set", "sft_epochs=2", "--set", "dpo_epochs=1",
     "--set", "gen_batch_size=24",
 ]
+IFT_SLICE = 24
 
 
 def srlite(*args, **kw):
@@ -78,9 +82,12 @@ def check_round(rd: Path, cfg: dict):
 
 def test_init_iterate_interrupt_resume(tmp_path, embedded):
     run = tmp_path / "run"
-    r = srlite("init", "-d", run, "--preset", "cpu", *TINY)
+    ift = tmp_path / "ift_slice.jsonl"
+    ift.write_text("".join(bundled_path("ift").read_text().splitlines(keepends=True)[:IFT_SLICE]))
+    r = srlite("init", "-d", run, "--preset", "cpu", "--ift", ift, *TINY)
     assert r.returncode == 0, r.stderr
     cfg = json.loads((run / "config.json").read_text())
+    assert len(read_jsonl(run / "seed" / "ift.jsonl")) == IFT_SLICE
 
     # First invocation: interrupted with Ctrl-C (SIGINT) once round 1 has its candidates.
     proc = subprocess.Popen([sys.executable, "-m", "selfreward_lite", "iterate", "--rounds", "2", "-d", str(run)],
