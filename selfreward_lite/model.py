@@ -9,6 +9,7 @@ Heavy imports happen inside functions so `srlite --help` stays instant.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 from dataclasses import dataclass
@@ -281,17 +282,17 @@ def generate(
         prompt_len = enc["input_ids"].shape[1]
         torch.manual_seed(seed * 1_000_003 + call)
         kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id, eos_token_id=eos_ids)
-        if n > 1 and share_prefill:
-            enc = _shared_prefill(model, enc, n)
-        else:
-            kwargs["num_return_sequences"] = n
         if temperature > 0:
             kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
         else:
             kwargs.update(do_sample=False)
         if stop_strings:
             kwargs.update(stop_strings=list(stop_strings), tokenizer=tok)
-        with torch.inference_mode():
+        with torch.inference_mode(), _batch_attention(lm):
+            if n > 1 and share_prefill:
+                enc = _shared_prefill(model, enc, n)
+            else:
+                kwargs["num_return_sequences"] = n
             out = model.generate(**enc, **kwargs)
         new = out[:, prompt_len:].cpu()
         for row, seq in enumerate(new):
@@ -307,13 +308,28 @@ def generate(
     return results
 
 
+@contextlib.contextmanager
+def _batch_attention(lm: LoadedModel):
+    """On CPU, SDPA with a left-padding mask takes a slow path: eager attention generates
+    left-padded batches ~25% faster there (benchmarks/generation_speed.py). Training keeps SDPA."""
+    base = lm.model.get_base_model() if hasattr(lm.model, "get_base_model") else lm.model
+    before = base.config._attn_implementation
+    if lm.device != "cpu" or before != "sdpa":
+        yield
+        return
+    base.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        base.set_attn_implementation(before)
+
+
 def _shared_prefill(model, enc: dict, n: int) -> dict:
     """Prefill all but the last prompt token once, then repeat inputs and cache n times."""
     ids, mask = enc["input_ids"], enc["attention_mask"]
     # Same positions as `generate` derives from a left-padded attention mask.
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    with torch_inference_mode():
-        out = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], use_cache=True)
+    out = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], use_cache=True)
     cache = out.past_key_values
     cache.batch_repeat_interleave(n)
     return {
@@ -321,12 +337,6 @@ def _shared_prefill(model, enc: dict, n: int) -> dict:
         "attention_mask": mask.repeat_interleave(n, dim=0),
         "past_key_values": cache,
     }
-
-
-def torch_inference_mode():
-    import torch
-
-    return torch.inference_mode()
 
 
 def _eos_ids(lm: LoadedModel) -> list[int]:
