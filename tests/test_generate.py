@@ -11,10 +11,9 @@ def test_shared_prefill_matches_plain_generate(embedded):
     texts = [render_chat(lm.tokenizer, [{"role": "user", "content": q}]) for q in QUESTIONS]
     common = dict(temperature=0, top_p=1.0, max_new_tokens=12, batch_size=8, seed=0)  # greedy: deterministic
     shared = generate(lm, texts, 2, share_prefill=True, **common)
-    plain = generate(lm, texts, 2, share_prefill=False, **common)
-    assert [[s.text for s in g] for g in shared] == [[s.text for s in g] for g in plain]
-    assert all(len(g) == 2 and g[0].text == g[1].text for g in shared)  # greedy copies agree
+    plain = generate(lm, texts, 1, **common)  # one full prefill per text (HF allows no greedy n > 1)
+    assert [[s.text for s in g] for g in shared] == [[g[0].text] * 2 for g in plain]
     # Each result belongs to its own prompt, whatever the length-sorted batch order was.
     alone = [generate(lm, [t], 1, **common)[0][0].text for t in texts]
     assert [g[0].text for g in plain] == alone
-    assert all(g[0].n_tokens <= 12 for g in shared)
+    assert all(0 < g[0].n_tokens <= 12 for g in shared)
