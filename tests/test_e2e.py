@@ -90,8 +90,11 @@ def test_init_iterate_interrupt_resume(tmp_path, embedded):
     assert len(read_jsonl(run / "seed" / "ift.jsonl")) == IFT_SLICE
 
     # First invocation: interrupted with Ctrl-C (SIGINT) once round 1 has its candidates.
+    # A shell running us in the background may have set SIGINT to "ignore", which the child would
+    # inherit; restore the default so that Python turns SIGINT into KeyboardInterrupt, as at a terminal.
     proc = subprocess.Popen([sys.executable, "-m", "selfreward_lite", "iterate", "--rounds", "2", "-d", str(run)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     wait_for(run / "round1" / "candidates.jsonl", proc)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=300)
