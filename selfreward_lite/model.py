@@ -144,7 +144,6 @@ def load_tokenizer(cfg: Config):
 
 
 def load_base(cfg: Config):
-    import torch
     from transformers import AutoModelForCausalLM
 
     device = resolve_device(cfg)

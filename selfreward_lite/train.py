@@ -14,7 +14,6 @@ import contextlib
 import math
 import os
 import tempfile
-from pathlib import Path
 from typing import Callable
 
 from .config import Config

@@ -2,14 +2,12 @@
 interruption (SIGINT) in the middle that the second invocation recovers from."""
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import pytest
 
 from conftest import tree_digest
 from selfreward_lite.data import bundled_path
