@@ -297,8 +297,8 @@ def generate(
         for row, seq in enumerate(new):
             ids = seq.tolist()
             stopped = next((k for k, t in enumerate(ids) if t in eos_ids), None)
-            kept = ids if stopped is None else ids[:stopped]
-            kept = [t for t in kept if t != tok.pad_token_id] if stopped is None else kept
+            # A row that ended on a stop string is padded after it, like a row that hit EOS.
+            kept = ids[:stopped] if stopped is not None else [t for t in ids if t != tok.pad_token_id]
             text = tok.decode(kept, skip_special_tokens=True)
             finished = stopped is not None or bool(stop_strings and any(s in text for s in stop_strings))
             results[idx[row // n]].append(Sample(text.strip(), finished, len(kept)))
