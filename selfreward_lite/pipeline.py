@@ -67,11 +67,7 @@ def build_m1(run: Run, ui=QuietUI()) -> None:
     """M1: SFT of the first adapter on the seed IFT + EFT data."""
     slot = ModelSlot(run, [])
     step(run, ui, "SFT on seed IFT + EFT", run.m1_dir / S.ADAPTER, lambda out: S.train_m1(run, slot.trainer(), out, ui))
-    if not (run.m1_dir / S.METRICS).exists():
-        from .artifacts import read_json, write_json
-
-        sft = read_json(run.m1_dir / S.ADAPTER / "sft.json")
-        write_json(run.m1_dir / S.METRICS, {k: v for k, v in sft.items() if k != "log"})
+    step(run, ui, "M1 summary", run.m1_dir / S.METRICS, lambda out: S.summarize_m1(run, out))
 
 
 def run_round(run: Run, t: int, ui=QuietUI()) -> dict:

@@ -27,6 +27,10 @@ from .config import Config, load_config, preset_config, save_config
 from .data import load_messages
 from .errors import SrliteError
 
+# Artifact names inside m1/ and roundN/ (stages.py writes them, status reads them).
+PROMPTS, CANDIDATES, JUDGMENTS, PAIRS, ADAPTER, METRICS = (
+    "prompts.jsonl", "candidates.jsonl", "judgments.jsonl", "pairs.jsonl", "adapter", "metrics.json",
+)
 SEED_FILES = {"ift": "ift.jsonl", "eft_train": "eft_train.jsonl", "eft_eval": "eft_eval.jsonl"}
 LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets", "bitsandbytes", "unsloth", "selfreward-lite")
 
@@ -56,11 +60,11 @@ class Run:
 
     def adapters_of(self, t: int) -> list[Path]:
         """Adapter folders whose stack is M_t (t >= 1)."""
-        return [self.m1_dir / "adapter"] + [self.round_dir(i) / "adapter" for i in range(1, t)]
+        return [self.m1_dir / ADAPTER] + [self.round_dir(i) / ADAPTER for i in range(1, t)]
 
     def completed_rounds(self) -> int:
         t = 0
-        while (self.round_dir(t + 1) / "metrics.json").is_file():
+        while (self.round_dir(t + 1) / METRICS).is_file():
             t += 1
         return t
 
@@ -161,7 +165,7 @@ def run_status(run: Run) -> dict:
         with open(path, encoding="utf-8") as f:
             return sum(1 for line in f if line.strip())
 
-    m1 = run.m1_dir / "metrics.json"
+    m1 = run.m1_dir / METRICS
     rounds = []
     t = 1
     while run.round_dir(t).is_dir():
@@ -169,12 +173,12 @@ def run_status(run: Run) -> dict:
         rounds.append(
             {
                 "round": t,
-                "prompts": count(rd / "prompts.jsonl"),
-                "candidates": count(rd / "candidates.jsonl"),
-                "judgments": count(rd / "judgments.jsonl"),
-                "pairs": count(rd / "pairs.jsonl"),
-                "adapter": (rd / "adapter" / "adapter_config.json").is_file(),
-                "complete": (rd / "metrics.json").is_file(),
+                "prompts": count(rd / PROMPTS),
+                "candidates": count(rd / CANDIDATES),
+                "judgments": count(rd / JUDGMENTS),
+                "pairs": count(rd / PAIRS),
+                "adapter": (rd / ADAPTER / "adapter_config.json").is_file(),
+                "complete": (rd / METRICS).is_file(),
             }
         )
         t += 1

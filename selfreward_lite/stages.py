@@ -16,11 +16,7 @@ from .display import QuietUI
 from .judge import build_judge_prompt, load_rubric, mean_score, parse_score
 from .pairs import select_pairs
 from .prompts import STOP, PromptFilter, extract_prompt, few_shot_prompt
-from .runs import Run
-
-PROMPTS, CANDIDATES, JUDGMENTS, PAIRS, ADAPTER, METRICS = (
-    "prompts.jsonl", "candidates.jsonl", "judgments.jsonl", "pairs.jsonl", "adapter", "metrics.json",
-)
+from .runs import ADAPTER, CANDIDATES, JUDGMENTS, METRICS, PAIRS, PROMPTS, Run  # noqa: F401 (re-exported)
 
 
 def stage_seed(run: Run, t: int, stage: int) -> int:
@@ -49,6 +45,11 @@ def train_m1(run: Run, lm, out: Path, ui=QuietUI()) -> None:
     with ui.progress("SFT steps", total=None) as advance:
         result = train_sft(run.cfg, lm, records, on_step=lambda s, n: advance(1, total=n))
     save_adapter(lm, out, "sft.json", {**result, "records": len(records)})
+
+
+def summarize_m1(run: Run, out: Path) -> None:
+    sft = read_json(run.m1_dir / ADAPTER / "sft.json")
+    write_json(out, {k: v for k, v in sft.items() if k != "log"})
 
 
 # --- 1. self-instruction: new prompts ---------------------------------------------------
