@@ -226,6 +226,28 @@ def activate(model, names: list[str], train_new: bool) -> None:
         p.requires_grad = train_new and f".{TRAINABLE}." in pname
 
 
+FOLDED = "folded"  # name of the single adapter that an M_t stack is folded into
+
+
+def fold_stack(lm: LoadedModel, name: str = FOLDED) -> LoadedModel:
+    """Fold the frozen stack m1..mt into one LoRA adapter, exactly, and make it the only active one.
+
+    PEFT's "cat" combination concatenates the A and B matrices (rank = sum of ranks), so
+    B_f A_f = sum_i s_i B_i A_i: the folded model computes what the stack computes (up to float
+    rounding), while kernels that need a single adapter can be used. The stack stays loaded.
+    """
+    names = [a for a in lm.adapter_names if a != TRAINABLE]
+    if not names:
+        return lm
+    model = lm.model
+    if name in model.peft_config:
+        model.delete_adapter(name)
+    model.add_weighted_adapter(names, [1.0] * len(names), name, combination_type="cat")
+    activate(model, [name], train_new=False)
+    model.eval()
+    return LoadedModel(model, lm.tokenizer, [name], lm.device, lm.dtype)
+
+
 def render_chat(tok, messages: list[dict], add_generation_prompt: bool = True) -> str:
     return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
