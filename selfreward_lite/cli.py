@@ -65,19 +65,36 @@ def init(
 def iterate(
     rounds: int = typer.Option(3, "--rounds", "-n", min=1, help="Total number of self-rewarding rounds the run should have. Finished rounds and stages are kept, so re-running continues where it stopped."),
     run_dir: Path = RUN_DIR,
+    force: bool = typer.Option(False, "--force", help="Continue even though settings that finished artifacts depend on were changed in config.json (recorded in manifest.json)."),
 ) -> None:
-    """Train M1 (SFT on the seed data) if missing, then run self-rewarding rounds up to --rounds."""
+    """Train M1 (SFT on the seed data) if missing, then run self-rewarding rounds up to --rounds.
+
+    Ctrl-C or SIGTERM stops at the next safe point (press Ctrl-C twice to stop at once); every
+    finished record is kept and the same command continues where it stopped.
+    """
+    import signal
+
     from .display import RichUI
+    from .interrupts import Interrupted, graceful_stop
     from .pipeline import iterate as run_iterate
 
     ui = RichUI()
+    again = f"srlite iterate --rounds {rounds} --run-dir {run_dir}"
+
+    def stopping(signum: int) -> None:
+        ui.info(f"[yellow]{signal.Signals(signum).name}: stopping at the next safe point[/] (Ctrl-C again stops at once).")
+
     try:
-        run_iterate(run_dir, rounds, ui)
+        with graceful_stop(stopping):
+            run_iterate(run_dir, rounds, ui, force=force)
     except SrliteError as e:
         _fail(e)
+    except Interrupted as e:
+        ui.info(f"[yellow]Stopped ({e}).[/] Everything finished is kept; continue with: {again}")
+        raise typer.Exit(code=128 + e.signum) from None
     except KeyboardInterrupt:
-        ui.info("[yellow]Interrupted.[/] Finished stages are kept; run the same command again to continue.")
-        raise typer.Exit(code=130)
+        ui.info(f"[yellow]Interrupted.[/] Everything finished is kept; continue with: {again}")
+        raise typer.Exit(code=130) from None
     ui.info(f"[bold green]Done:[/] {rounds} round(s) in {run_dir}. The newest model is M{rounds + 1}.")
 
 

@@ -78,6 +78,17 @@ class Config:
     gradient_checkpointing: bool = False  # trade compute for memory (on for GPU)
 
 
+# Resuming with changed settings (see preflight.check_drift): fields that only change speed,
+# memory or where things run may change at any time; the fields every model of the run
+# depends on are fixed once M1 exists; all others are fixed while a round is in progress
+# (a round's artifacts must come from one setting) and may change between rounds.
+SAFE_TO_CHANGE = frozenset({"preset", "device", "gen_batch_size", "train_micro_batch_size", "gradient_checkpointing"})
+RUN_WIDE = frozenset({
+    "model", "quantize", "dtype", "trust_remote_code", "seed", "ift_data", "eft_train_data", "eft_eval_data",
+    "rubric", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "sft_epochs", "sft_learning_rate",
+    "sft_batch_size", "max_length",
+})
+
 PRESETS: dict[str, dict[str, Any]] = {
     # Sized so `srlite init && srlite iterate --rounds 3` on the embedded model takes < 20 min on 2 cores.
     "cpu": {},

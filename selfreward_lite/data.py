@@ -15,6 +15,7 @@ from pathlib import Path
 from .errors import SrliteError
 
 ROLES = ("system", "user", "assistant")
+MAX_LINE_BYTES = 4_000_000  # a seed record longer than this is a wrong file, not a conversation
 BUNDLED = {
     "ift": "ift_seed.jsonl",
     "eft_train": "eft_train.jsonl",
@@ -65,6 +66,11 @@ def read_jsonl_file(path: Path) -> list[tuple[int, object]]:
     out = []
     with open(path, "rb") as f:
         for lineno, raw in enumerate(f, start=1):
+            if len(raw) > MAX_LINE_BYTES:
+                raise SrliteError(
+                    f"{path}, line {lineno}: {len(raw) / 1e6:.1f} MB on one line; a record may have at most "
+                    f"{MAX_LINE_BYTES // 1_000_000} MB. Is this really a JSONL file of conversations?"
+                )
             try:
                 text = raw.decode("utf-8")
             except UnicodeDecodeError as e:
@@ -92,7 +98,24 @@ def load_messages(source: str, kind: str) -> list[list[dict]]:
         where = lambda n: f"dataset {source}, row {n}"  # noqa: E731
     if not rows:
         raise SrliteError(f"{path if source == 'bundled' or path.exists() else source}: contains no records.")
-    return [validate_record(rec, where(n)) for n, rec in rows]
+    records = [validate_record(rec, where(n)) for n, rec in rows]
+    if kind.startswith("eft"):
+        for (n, _), messages in zip(rows, records):
+            _check_judgment(messages, where(n))
+    return records
+
+
+def _check_judgment(messages: list[dict], where: str) -> None:
+    """A judge example must end with a score M1 can learn to give (and eval can compare with)."""
+    from .judge import parse_score
+
+    last = len(messages) - 1
+    parsed = parse_score(messages[last]["content"])
+    if parsed.score is None:
+        raise SrliteError(
+            f"{where}, field 'messages[{last}].content': a judge example must end with 'Score: N' (N from 0 to 5); "
+            f"here: {parsed.status}."
+        )
 
 
 def _load_hf_dataset(source: str) -> list[tuple[int, object]]:

@@ -170,6 +170,13 @@ def load_base(cfg: Config):
             f"Could not load model {cfg.model!r}: {e}. Use a local path or a Hugging Face id that is "
             "cached or reachable; weights must be in safetensors format."
         ) from None
+    except ValueError as e:
+        if "trust_remote_code" not in str(e):
+            raise
+        raise SrliteError(
+            f"Model {cfg.model!r} needs its own Python code to load. srlite does not run code from model "
+            "repositories unless you ask: review that code, then set trust_remote_code to true in config.json."
+        ) from None
     return model
 
 
@@ -195,6 +202,9 @@ def load_stack(cfg: Config, adapter_dirs: Sequence[Path], train_new: bool = Fals
         name = f"m{i}"
         if not (Path(d) / "adapter_config.json").is_file():
             raise SrliteError(f"{d}: adapter is missing (no adapter_config.json); the run directory is incomplete.")
+        if not (Path(d) / "adapter_model.safetensors").is_file():
+            # PEFT would fall back to a pickled adapter_model.bin, which can run arbitrary code.
+            raise SrliteError(f"{d}: no adapter_model.safetensors; srlite loads weights only from safetensors files.")
         if i == 1:
             model = PeftModel.from_pretrained(base, str(d), adapter_name=name, is_trainable=False)
         else:
@@ -224,6 +234,16 @@ def activate(model, names: list[str], train_new: bool) -> None:
     model.base_model.set_adapter(names)
     for pname, p in model.named_parameters():
         p.requires_grad = train_new and f".{TRAINABLE}." in pname
+
+
+def reset_trainable(lm: LoadedModel) -> None:
+    """Put the trainable adapter back to its initial state (A random, B = 0): M_t again."""
+    from peft.tuners.lora import LoraLayer
+
+    for module in lm.model.modules():
+        if isinstance(module, LoraLayer) and TRAINABLE in module.lora_A:
+            module.reset_lora_parameters(TRAINABLE, init_lora_weights=True)
+    activate(lm.model, lm.adapter_names, train_new=True)
 
 
 FOLDED = "folded"  # name of the single adapter that an M_t stack is folded into

@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
+from . import interrupts
 from . import stages as S
 from .display import QuietUI
-from .runs import Run, open_run
+from .preflight import preflight, remove_stale_temporaries, snapshot_config
+from .runs import Run, open_run, run_lock
 
 
 class ModelSlot:
@@ -57,6 +59,9 @@ def step(run: Run, ui, name: str, out: Path, make: Callable[[Path], object]) -> 
     if out.exists():
         ui.skipped(label)
         return
+    interrupts.check()
+    remove_stale_temporaries(out)
+    snapshot_config(run, out.parent)
     ui.stage(f"{label}: {name}")
     start = time.perf_counter()
     make(out)
@@ -90,15 +95,20 @@ def run_round(run: Run, t: int, ui=QuietUI()) -> dict:
     return read_json(rd / S.METRICS)
 
 
-def iterate(run_dir: Path, rounds: int, ui=QuietUI()) -> list[dict]:
-    """Bring the run to `rounds` completed rounds (building M1 first if needed)."""
+def iterate(run_dir: Path, rounds: int, ui=QuietUI(), force: bool = False) -> list[dict]:
+    """Bring the run to `rounds` completed rounds (building M1 first if needed).
+
+    Pre-flight checks run before any model is loaded; `force` accepts changed settings.
+    """
     run = open_run(run_dir)
-    build_m1(run, ui)
-    results = []
-    for t in range(1, rounds + 1):
-        done_before = (run.round_dir(t) / S.METRICS).exists()
-        metrics = run_round(run, t, ui)
-        if not done_before:
-            ui.round_table(f"Round {t}: M{t} -> M{t + 1}", metrics)
-        results.append(metrics)
+    with run_lock(run):
+        preflight(run, rounds, force)
+        build_m1(run, ui)
+        results = []
+        for t in range(1, rounds + 1):
+            done_before = (run.round_dir(t) / S.METRICS).exists()
+            metrics = run_round(run, t, ui)
+            if not done_before:
+                ui.round_table(f"Round {t}: M{t} -> M{t + 1}", metrics)
+            results.append(metrics)
     return results

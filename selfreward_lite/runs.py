@@ -14,8 +14,10 @@ M_t = base + m1/adapter + round1/adapter + ... + round(t-1)/adapter.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import json
+import os
 import platform
 from dataclasses import dataclass
 from importlib import metadata
@@ -31,6 +33,7 @@ from .errors import SrliteError
 PROMPTS, CANDIDATES, JUDGMENTS, PAIRS, ADAPTER, METRICS = (
     "prompts.jsonl", "candidates.jsonl", "judgments.jsonl", "pairs.jsonl", "adapter", "metrics.json",
 )
+LOCK = ".lock"  # flock()ed by the process working on the run
 SEED_FILES = {"ift": "ift.jsonl", "eft_train": "eft_train.jsonl", "eft_eval": "eft_eval.jsonl"}
 LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets", "bitsandbytes", "unsloth", "selfreward-lite")
 
@@ -78,6 +81,16 @@ class Run:
         m["libraries"] = library_versions()
         write_json(self.manifest_path, m)
 
+    def batch_size(self, kind: str, configured: int) -> int:
+        """The configured size, or the smaller one that out-of-memory back-off settled on."""
+        recorded = self.manifest().get("batch_sizes", {}).get(kind)
+        return min(configured, recorded) if recorded else configured
+
+    def record_batch_size(self, kind: str, size: int) -> None:
+        m = self.manifest()
+        m.setdefault("batch_sizes", {})[kind] = size
+        write_json(self.manifest_path, m)
+
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
@@ -91,6 +104,12 @@ def library_versions() -> dict:
         except metadata.PackageNotFoundError:
             out[lib] = None
     return out
+
+
+def file_sha256(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def check_run_dir(path: Path) -> Path:
@@ -129,8 +148,10 @@ def init_run(run_dir: Path, *, preset: str, overrides: dict) -> Run:
         write_jsonl(run.seed_path(kind), [{"messages": m} for m in records])
     write_json(
         run.manifest_path,
-        {"created": _now(), "srlite_version": __version__, "seed": cfg.seed, "libraries": library_versions(), "stages": {}},
+        {"created": _now(), "srlite_version": __version__, "seed": cfg.seed, "libraries": library_versions(),
+         "seed_sha256": {kind: file_sha256(run.seed_path(kind)) for kind in SEED_FILES}, "stages": {}},
     )
+    (run_dir / LOCK).touch()  # made here so that a failed `iterate` leaves the directory exactly as it was
     save_config(cfg, run.config_path)  # last: its presence marks a complete init
     return run
 
@@ -205,3 +226,26 @@ def parse_overrides(items: list[str]) -> dict:
         except json.JSONDecodeError:
             out[key.strip()] = value
     return out
+
+
+@contextlib.contextmanager
+def run_lock(run: Run):
+    """One `srlite` process at a time per run directory (released by the OS even after a kill)."""
+    import fcntl
+
+    path = run.dir / LOCK
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise SrliteError(f"{path}: cannot create the run's lock file ({e.strerror}); is the directory writable?") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise SrliteError(
+                f"{run.dir}: another srlite process is working on this run. Wait for it to finish, or stop "
+                "it, before starting another."
+            ) from None
+        yield
+    finally:
+        os.close(fd)

@@ -10,10 +10,13 @@ import random
 from collections import Counter
 from pathlib import Path
 
+from . import interrupts
 from .artifacts import read_json, read_jsonl, write_json, write_jsonl
 from .data import first_user_text, split_prompt_completion
 from .display import QuietUI
+from .journal import Journal, complete_groups
 from .judge import build_judge_prompt, load_rubric, mean_score, parse_score
+from .oom import with_backoff
 from .pairs import select_pairs
 from .prompts import STOP, PromptFilter, extract_prompt, few_shot_prompt
 from .runs import ADAPTER, CANDIDATES, JUDGMENTS, METRICS, PAIRS, PROMPTS, Run  # noqa: F401 (re-exported)
@@ -43,8 +46,20 @@ def train_m1(run: Run, lm, out: Path, ui=QuietUI()) -> None:
         for r in read_jsonl(run.seed_path(kind))
     ]
     with ui.progress("SFT steps", total=None) as advance:
-        result = train_sft(run.cfg, lm, records, on_step=lambda s, n: advance(1, total=n))
+        result = _train_with_backoff(run, lm, lambda cfg: train_sft(cfg, lm, records, on_step=lambda s, n: advance(1, total=n)))
     save_adapter(lm, out, "sft.json", {**result, "records": len(records)})
+
+
+def _train_with_backoff(run: Run, lm, train):
+    """Train; on out-of-memory, restart from a fresh adapter with half the micro-batch
+    (gradient accumulation keeps the effective batch, so the result means the same)."""
+    from dataclasses import replace
+
+    from .model import reset_trainable
+
+    return with_backoff(run, "training", run.cfg.train_micro_batch_size,
+                        lambda micro: train(replace(run.cfg, train_micro_batch_size=micro)),
+                        on_retry=lambda micro: reset_trainable(lm))
 
 
 def summarize_m1(run: Run, out: Path) -> None:
@@ -55,90 +70,160 @@ def summarize_m1(run: Run, out: Path) -> None:
 # --- 1. self-instruction: new prompts ---------------------------------------------------
 
 def create_prompts(run: Run, t: int, lm, out: Path, ui=QuietUI()) -> None:
-    """M_t writes new tasks from few-shot prompts; filtered against seeds and earlier prompts."""
+    """M_t writes new tasks from few-shot prompts; filtered against seeds and earlier prompts.
+
+    Generation goes in batches; every examined sample of a finished batch is journaled, so a
+    resumed stage replays the journal through the same filter and continues with the next
+    batch (batch b always uses the same seed, so the result does not depend on restarts).
+    """
     from .model import generate
 
     cfg = run.cfg
     seeds = seed_prompts(run)
     earlier = earlier_prompts(run, t)
     flt = PromptFilter(seeds + earlier, cfg.prompt_min_words, cfg.prompt_max_words, cfg.prompt_max_rouge)
-    rng = random.Random(stage_seed(run, t, 1))
     kept: list[str] = []
-    examined = attempts = 0
+    examined = attempts = batch = 0
     budget = cfg.prompts_per_round * cfg.prompt_max_attempts
+    journal = Journal(out)
+
+    def consume(text: str, finished: bool) -> None:
+        nonlocal examined
+        examined += 1
+        text, delimited = extract_prompt(text)
+        if flt.offer(text, finished=finished or delimited):
+            kept.append(text)
+
+    for entry in journal.load(_complete_batches):  # replay finished batches
+        if "end" in entry:
+            attempts, batch = attempts + entry["attempts"], batch + 1
+        else:
+            consume(entry["text"], entry["finished"])
     with ui.progress("prompts kept", total=cfg.prompts_per_round) as advance:
+        advance(len(kept))
         while len(kept) < cfg.prompts_per_round and attempts < budget:
+            interrupts.check()
             # Oversample a little: about half of what a small model writes gets filtered.
             want = min(cfg.gen_batch_size, budget - attempts, 2 * (cfg.prompts_per_round - len(kept)))
+            rng = random.Random(stage_seed(run, t, 1) * 1000 + batch)
             texts = [few_shot_prompt(seeds, earlier + kept, cfg.prompt_shots, cfg.prompt_shots_generated, rng)
                      for _ in range(want)]
-            samples = generate(
+            samples = with_backoff(run, "generation", cfg.gen_batch_size, lambda bs: generate(
                 lm, texts, 1, temperature=cfg.prompt_temperature, top_p=cfg.prompt_top_p,
-                max_new_tokens=cfg.prompt_max_new_tokens, batch_size=cfg.gen_batch_size,
-                seed=stage_seed(run, t, 1) + attempts, stop_strings=[STOP],
-            )
-            attempts += want
-            for (s,) in samples:
+                max_new_tokens=cfg.prompt_max_new_tokens, batch_size=bs,
+                seed=stage_seed(run, t, 1) * 1000 + batch, stop_strings=[STOP],
+            ))
+            before = len(kept)
+            entries = []
+            for k, (s,) in enumerate(samples):
                 if len(kept) == cfg.prompts_per_round:
                     break
-                examined += 1
-                text, delimited = extract_prompt(s.text)
-                if flt.offer(text, finished=s.finished or delimited):
-                    kept.append(text)
-                    advance(1)
+                consume(s.text, s.finished)
+                entries.append({"id": f"r{t}-b{batch}-s{k}", "batch": batch, "text": s.text, "finished": s.finished})
+            journal.append(entries + [{"id": f"r{t}-b{batch}-end", "batch": batch, "end": True, "attempts": want}])
+            attempts, batch = attempts + want, batch + 1
+            advance(len(kept) - before)
     stats = {"generated": examined, "kept": len(kept), "dropped": dict(flt.dropped)}
     write_json(out.with_name("prompts_stats.json"), stats)
-    write_jsonl(out, [{"id": f"r{t}-p{i:04d}", "prompt": p} for i, p in enumerate(kept)])
+    journal.finish([{"id": f"r{t}-p{i:04d}", "prompt": p} for i, p in enumerate(kept)])
+
+
+def _complete_batches(entries: list[dict]) -> list[dict]:
+    ended = {e["batch"] for e in entries if "end" in e}
+    seen: set = set()
+    out = []
+    for e in entries:
+        if e["batch"] in ended and e["id"] not in seen:
+            seen.add(e["id"])
+            out.append(e)
+    return out
+
+
+def _chunks(items: list, size: int) -> list[list]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+def _generate_journaled(run: Run, t: int, stage: int, lm, journal: Journal, work: list[dict], n: int,
+                        text_of, rows_of, sampling: dict, advance) -> None:
+    """Sample `n` continuations for each work item not yet in the journal, chunk by chunk.
+
+    Chunks are fixed slices of the work list (longest texts first, as a batch wants), so
+    chunk c always has the same items and seed whether or not the stage was restarted.
+    """
+    from .model import generate
+
+    texts = [text_of(w) for w in work]
+    order = sorted(range(len(work)), key=lambda i: -len(texts[i]))
+    per_chunk = max(1, run.cfg.gen_batch_size // n)
+    for c, chunk in enumerate(_chunks(order, per_chunk)):
+        todo = [i for i in chunk if not work[i]["_done"]]
+        if not todo:
+            continue
+        interrupts.check()
+        samples = with_backoff(run, "generation", run.cfg.gen_batch_size, lambda bs: generate(
+            lm, [texts[i] for i in todo], n, batch_size=bs, seed=stage_seed(run, t, stage) * 1000 + c, **sampling,
+        ))
+        journal.append([row for i, group in zip(todo, samples) for row in rows_of(work[i], group)])
+        advance(len(todo))
 
 
 # --- 2. N candidate responses per prompt --------------------------------------------------
 
 def sample_candidates(run: Run, t: int, lm, prompts_file: Path, out: Path, ui=QuietUI()) -> None:
-    from .model import generate, render_chat
+    from .model import render_chat
 
     cfg = run.cfg
-    prompts = read_jsonl(prompts_file)
-    texts = [render_chat(lm.tokenizer, [{"role": "user", "content": p["prompt"]}]) for p in prompts]
+    journal = Journal(out)
+    done = {r["prompt_id"] for r in journal.load(complete_groups("prompt_id", cfg.n_candidates))}
+    prompts = [{**p, "_done": p["id"] in done} for p in read_jsonl(prompts_file)]
+
+    def rows_of(p: dict, group) -> list[dict]:
+        return [{"id": f"{p['id']}-c{k}", "prompt_id": p["id"], "prompt": p["prompt"], "response": s.text,
+                 "finished": s.finished, "tokens": s.n_tokens} for k, s in enumerate(group)]
+
     with ui.progress("prompts answered", total=len(prompts)) as advance:
-        samples = generate(
-            lm, texts, cfg.n_candidates, temperature=cfg.temperature, top_p=cfg.top_p,
-            max_new_tokens=cfg.response_max_new_tokens, batch_size=cfg.gen_batch_size,
-            seed=stage_seed(run, t, 2), on_batch=advance,
+        advance(len(done))
+        _generate_journaled(
+            run, t, 2, lm, journal, prompts, cfg.n_candidates,
+            lambda p: render_chat(lm.tokenizer, [{"role": "user", "content": p["prompt"]}]), rows_of,
+            {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.response_max_new_tokens},
+            advance,
         )
-    rows = [
-        {"id": f"{p['id']}-c{k}", "prompt_id": p["id"], "prompt": p["prompt"], "response": s.text,
-         "finished": s.finished, "tokens": s.n_tokens}
-        for p, group in zip(prompts, samples)
-        for k, s in enumerate(group)
-    ]
-    write_jsonl(out, rows)
+    rank = {p["id"]: i for i, p in enumerate(prompts)}
+    journal.finish(sorted(journal.load(), key=lambda r: (rank[r["prompt_id"]], r["id"])))
 
 
 # --- 3. LLM-as-a-Judge: the same model scores every candidate K times ---------------------
 
 def judge_candidates(run: Run, t: int, lm, candidates_file: Path, out: Path, ui=QuietUI()) -> None:
-    from .model import generate, render_chat
+    from .model import render_chat
 
     cfg = run.cfg
     rubric = load_rubric(cfg.rubric)
-    cands = read_jsonl(candidates_file)
-    texts = [
-        render_chat(lm.tokenizer, [{"role": "user", "content": build_judge_prompt(c["prompt"], c["response"], rubric)}])
-        for c in cands
-    ]
-    with ui.progress("candidates judged", total=len(cands)) as advance:
-        samples = generate(
-            lm, texts, cfg.judge_samples, temperature=cfg.judge_temperature, top_p=cfg.judge_top_p,
-            max_new_tokens=cfg.judge_max_new_tokens, batch_size=cfg.gen_batch_size,
-            seed=stage_seed(run, t, 3), on_batch=advance,
-        )
-    rows = []
-    for c, group in zip(cands, samples):
+    journal = Journal(out)
+    done = {r["candidate_id"] for r in journal.load(complete_groups("candidate_id", cfg.judge_samples))}
+    cands = [{**c, "_done": c["id"] in done} for c in read_jsonl(candidates_file)]
+
+    def text_of(c: dict) -> str:
+        return render_chat(lm.tokenizer, [{"role": "user", "content": build_judge_prompt(c["prompt"], c["response"], rubric)}])
+
+    def rows_of(c: dict, group) -> list[dict]:
+        rows = []
         for k, s in enumerate(group):
             parsed = parse_score(s.text)
             rows.append({"id": f"{c['id']}-j{k}", "candidate_id": c["id"], "prompt_id": c["prompt_id"],
                          "text": s.text, "score": parsed.score, "parse": parsed.status})
-    write_jsonl(out, rows)
+        return rows
+
+    with ui.progress("candidates judged", total=len(cands)) as advance:
+        advance(len(done))
+        _generate_journaled(
+            run, t, 3, lm, journal, cands, cfg.judge_samples, text_of, rows_of,
+            {"temperature": cfg.judge_temperature, "top_p": cfg.judge_top_p, "max_new_tokens": cfg.judge_max_new_tokens},
+            advance,
+        )
+    rank = {c["id"]: i for i, c in enumerate(cands)}
+    journal.finish(sorted(journal.load(), key=lambda r: (rank[r["candidate_id"]], r["id"])))
 
 
 # --- 4. preference pairs ------------------------------------------------------------------
@@ -169,7 +254,7 @@ def train_round_adapter(run: Run, t: int, lm, pairs_file: Path, out: Path, ui=Qu
             "n_candidates in config.json, delete this round's folder, and run `srlite iterate` again."
         )
     with ui.progress("DPO steps", total=None) as advance:
-        result = train_dpo(run.cfg, lm, pairs, on_step=lambda s, n: advance(1, total=n))
+        result = _train_with_backoff(run, lm, lambda cfg: train_dpo(cfg, lm, pairs, on_step=lambda s, n: advance(1, total=n)))
     save_adapter(lm, out, "dpo.json", result)
 
 

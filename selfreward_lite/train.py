@@ -16,6 +16,7 @@ import os
 import tempfile
 from typing import Callable
 
+from . import interrupts
 from .config import Config
 from .errors import SrliteError
 from .model import TRAINABLE, LoadedModel, activate
@@ -69,6 +70,7 @@ def _progress_callback(on_step: Callable[[int, int], None] | None):
 
     class Progress(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
+            interrupts.check()  # Ctrl-C / SIGTERM: stop here; the adapter is only saved when complete
             if on_step:
                 on_step(state.global_step, state.max_steps)
 

@@ -1,14 +1,21 @@
-"""End to end on the embedded model: the real CLI, `init` then `iterate --rounds 2`, with an
-interruption (SIGINT) in the middle that the second invocation recovers from."""
+"""End to end on the embedded model, through the real CLI.
+
+A reference run (`init`, then `iterate --rounds 2`, never interrupted) is checked stage by
+stage; a second run with the same settings is killed (SIGKILL) inside prompt generation,
+candidate sampling, judging and DPO training, stopped with SIGTERM and SIGINT, restarted
+each time, and must end with the same records as the reference: same ids, same counts, no
+duplicates, nothing left half-written.
+"""
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-
+import pytest
 from conftest import tree_digest
 from selfreward_lite.data import bundled_path
 
@@ -19,7 +26,7 @@ TINY = [
     "--set", "prompts_per_round=6", "--set", "n_candidates=4", "--set", "judge_samples=3",
     "--set", "prompt_max_new_tokens=40", "--set", "response_max_new_tokens=40",
     "--set", "judge_max_new_tokens=96", "--set", "sft_epochs=2", "--set", "dpo_epochs=1",
-    "--set", "gen_batch_size=24",
+    "--set", "gen_batch_size=12",
 ]
 IFT_SLICE = 24
 
@@ -33,12 +40,15 @@ def read_jsonl(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def wait_for(path: Path, proc, timeout=600):
+def wait_for(path: Path, proc, lines: int = 0, timeout=600) -> bool:
+    """Wait until `path` exists (with more than `lines` lines); False if the process ended first."""
     start = time.time()
-    while not path.exists():
-        assert proc.poll() is None, proc.communicate()
+    while not (path.exists() and (lines == 0 or len(path.read_bytes().splitlines()) > lines)):
+        if proc.poll() is not None:
+            return False
         assert time.time() - start < timeout, f"{path} never appeared"
-        time.sleep(0.2)
+        time.sleep(0.1)
+    return True
 
 
 def check_round(rd: Path, cfg: dict):
@@ -78,57 +88,101 @@ def check_round(rd: Path, cfg: dict):
     assert sum(metrics["judgments"]["histogram"].values()) == metrics["judgments"]["parsed"]
 
 
-def test_init_iterate_interrupt_resume(tmp_path, embedded):
-    run = tmp_path / "run"
-    ift = tmp_path / "ift_slice.jsonl"
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, embedded):
+    """A run that was never interrupted."""
+    base = tmp_path_factory.mktemp("reference")
+    run = base / "run"
+    ift = base / "ift_slice.jsonl"
     ift.write_text("".join(bundled_path("ift").read_text().splitlines(keepends=True)[:IFT_SLICE]))
     r = srlite("init", "-d", run, "--preset", "cpu", "--ift", ift, *TINY)
     assert r.returncode == 0, r.stderr
-    cfg = json.loads((run / "config.json").read_text())
-    assert len(read_jsonl(run / "seed" / "ift.jsonl")) == IFT_SLICE
-
-    # First invocation: interrupted with Ctrl-C (SIGINT) once round 1 has its candidates.
-    # A shell running us in the background may have set SIGINT to "ignore", which the child would
-    # inherit; restore the default so that Python turns SIGINT into KeyboardInterrupt, as at a terminal.
-    proc = subprocess.Popen([sys.executable, "-m", "selfreward_lite", "iterate", "--rounds", "2", "-d", str(run)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    wait_for(run / "round1" / "candidates.jsonl", proc)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 130, (out, err)
-    assert "Interrupted" in out and "Traceback" not in out + err
-    assert not (run / "round1" / "adapter").exists()
-    assert not list(run.rglob("*.tmp")), "a temporary file was left behind"
-    kept = {name: tree_digest(run / name) for name in ("m1/adapter",)}
-    kept.update({f"round1/{f}": (run / "round1" / f).read_bytes() for f in ("prompts.jsonl", "candidates.jsonl")})
-    stages_before = json.loads((run / "manifest.json").read_text())["stages"]
-
-    # Second invocation: continues after the last finished stage.
     r = srlite("iterate", "--rounds", "2", "-d", run)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "m1/adapter (done earlier" in r.stdout and "round1/candidates.jsonl (done earlier" in r.stdout
-    assert tree_digest(run / "m1/adapter") == kept["m1/adapter"]
-    for f in ("prompts.jsonl", "candidates.jsonl"):
-        assert (run / "round1" / f).read_bytes() == kept[f"round1/{f}"]
-    stages = json.loads((run / "manifest.json").read_text())["stages"]
-    for name, info in stages_before.items():
-        assert stages[name] == info, f"{name} was redone"
-    assert "Round 1: M1 -> M2" in r.stdout and "Round 2: M2 -> M3" in r.stdout
-    assert "parse rate" in r.stdout
+    return {"run": run, "ift": ift, "stdout": r.stdout}
 
+
+def test_init_and_iterate(reference):
+    run = reference["run"]
+    cfg = json.loads((run / "config.json").read_text())
+    assert len(read_jsonl(run / "seed" / "ift.jsonl")) == IFT_SLICE
+    out = reference["stdout"]
+    assert "Round 1: M1 -> M2" in out and "Round 2: M2 -> M3" in out and "parse rate" in out
     for t in (1, 2):
         check_round(run / f"round{t}", cfg)
-    # Round 2 trained on top of round 1: earlier adapters are unchanged by round 2.
-    assert tree_digest(run / "m1/adapter") == kept["m1/adapter"]
+        assert json.loads((run / f"round{t}" / "config.json").read_text()) == cfg  # settings of the round
     assert json.loads((run / "round2" / "metrics.json").read_text())["round"] == 2
+    assert not list(run.rglob("*.partial")) and not list(run.rglob("*.tmp"))
 
-    # Nothing more to do: a third invocation changes nothing.
+    # Nothing more to do: another invocation changes nothing.
     snapshot = tree_digest(run)
     r = srlite("iterate", "--rounds", "2", "-d", run)
-    assert r.returncode == 0
+    assert r.returncode == 0 and "m1/adapter (done earlier" in r.stdout
     after = tree_digest(run)
     assert {k: v for k, v in after.items() if k != "manifest.json"} == {k: v for k, v in snapshot.items() if k != "manifest.json"}
 
     r = srlite("status", "-d", run)
     assert r.returncode == 0 and "round 2" in r.stdout
+
+
+def start(run: Path):
+    # A shell running us in the background may have set SIGINT to "ignore", which the child would
+    # inherit; restore the default, as at a terminal.
+    return subprocess.Popen([sys.executable, "-m", "selfreward_lite", "iterate", "--rounds", "1", "-d", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+
+
+def test_kill_anywhere_then_resume_gives_the_same_records(reference, tmp_path):
+    ref = reference["run"]
+    run = tmp_path / "run"
+    r = srlite("init", "-d", run, "--preset", "cpu", "--ift", reference["ift"], *TINY)
+    assert r.returncode == 0, r.stderr
+    shutil.copytree(ref / "m1", run / "m1")  # same M1 (its own kill/restart is the DPO case below)
+    rd = run / "round1"
+    partial = {name: rd / f"{name}.jsonl.partial" for name in ("prompts", "candidates", "judgments")}
+
+    landed = []
+    # (what to wait for, how many journal lines must exist already, signal)
+    plan = [
+        (partial["prompts"], 0, signal.SIGKILL),
+        (partial["candidates"], 0, signal.SIGKILL),
+        (partial["judgments"], 0, signal.SIGTERM),
+        (partial["judgments"], None, signal.SIGKILL),  # None: more lines than after the last stop
+        (rd / "pairs.jsonl", 0, signal.SIGKILL),  # then inside DPO (model loaded, reference pass, steps)
+        (partial["judgments"], None, signal.SIGINT),
+    ]
+    for path, lines, sig in plan:
+        if lines is None:
+            lines = len(path.read_bytes().splitlines()) if path.exists() else 0
+        proc = start(run)
+        if wait_for(path, proc, lines):
+            if path.name == "pairs.jsonl":
+                time.sleep(2.0)
+            proc.send_signal(sig)
+            landed.append((path.name, sig.name))
+        out, err = proc.communicate(timeout=600)
+        assert "Traceback" not in out + err, out + err
+        if proc.returncode == 0:
+            break  # finished before this kill point was reached
+        if sig == signal.SIGKILL:
+            assert proc.returncode == -signal.SIGKILL
+        else:
+            assert proc.returncode == 128 + sig, (out, err)
+            assert "Everything finished is kept; continue with: srlite iterate" in out
+    # At least the kills inside generation, judging and training landed.
+    assert {p for p, _ in landed} >= {"prompts.jsonl.partial", "candidates.jsonl.partial",
+                                      "judgments.jsonl.partial", "pairs.jsonl"}, landed
+    r = srlite("iterate", "--rounds", "1", "-d", run)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+    cfg = json.loads((run / "config.json").read_text())
+    check_round(rd, cfg)
+    assert not list(run.rglob("*.partial")) and not list(run.rglob("*.tmp")), "a journal or temporary was left"
+    for name in ("prompts", "candidates", "judgments", "pairs"):
+        got = [x["id"] for x in read_jsonl(rd / f"{name}.jsonl")]
+        want = [x["id"] for x in read_jsonl(ref / "round1" / f"{name}.jsonl")]
+        assert len(got) == len(set(got)), f"{name}: duplicate records"
+        assert got == want, f"{name}: records differ from the uninterrupted run"
+    for name in ("prompts_stats.json", "pairs_stats.json"):
+        assert json.loads((rd / name).read_text()) == json.loads((ref / "round1" / name).read_text())
