@@ -76,13 +76,16 @@ class Config:
     gen_batch_size: int = 32  # sequences per batched `generate` call
     train_micro_batch_size: int = 4  # sequences per forward/backward; the rest is gradient accumulation
     gradient_checkpointing: bool = False  # trade compute for memory (on for GPU)
+    checkpoint_steps: int = 10  # save training state every N optimizer steps, so a killed SFT/DPO continues there (0: never)
 
 
 # Resuming with changed settings (see preflight.check_drift): fields that only change speed,
 # memory or where things run may change at any time; the fields every model of the run
 # depends on are fixed once M1 exists; all others are fixed while a round is in progress
 # (a round's artifacts must come from one setting) and may change between rounds.
-SAFE_TO_CHANGE = frozenset({"preset", "device", "gen_batch_size", "train_micro_batch_size", "gradient_checkpointing"})
+SAFE_TO_CHANGE = frozenset({
+    "preset", "device", "gen_batch_size", "train_micro_batch_size", "gradient_checkpointing", "checkpoint_steps",
+})
 RUN_WIDE = frozenset({
     "model", "quantize", "dtype", "trust_remote_code", "seed", "ift_data", "eft_train_data", "eft_eval_data",
     "rubric", "lora_r", "lora_alpha", "lora_dropout", "lora_target_modules", "sft_epochs", "sft_learning_rate",
@@ -180,6 +183,8 @@ def config_from_dict(values: dict[str, Any], source: str) -> Config:
         raise SrliteError(f"{source}: field 'prompt_shots_generated' must be between 0 and prompt_shots.")
     if cfg.prompt_min_words < 1 or cfg.prompt_min_words > cfg.prompt_max_words:
         raise SrliteError(f"{source}: field 'prompt_min_words' must be between 1 and prompt_max_words.")
+    if cfg.checkpoint_steps < 0:
+        raise SrliteError(f"{source}: field 'checkpoint_steps' must be >= 0 (0: no training checkpoints).")
     if cfg.pair_min_margin < 0:
         raise SrliteError(f"{source}: field 'pair_min_margin' must be >= 0.")
     return cfg

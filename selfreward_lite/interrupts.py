@@ -53,3 +53,4 @@ def graceful_stop(on_first_signal=None):
     finally:
         for sig, h in saved.items():
             signal.signal(sig, h)
+        _requested.clear()

@@ -56,11 +56,11 @@ class ModelSlot:
 def step(run: Run, ui, name: str, out: Path, make: Callable[[Path], object]) -> None:
     """Run one stage unless its artifact already exists; record it in the manifest."""
     label = f"{out.parent.name}/{out.name}"
+    remove_stale_temporaries(out)
     if out.exists():
         ui.skipped(label)
         return
     interrupts.check()
-    remove_stale_temporaries(out)
     snapshot_config(run, out.parent)
     ui.stage(f"{label}: {name}")
     start = time.perf_counter()

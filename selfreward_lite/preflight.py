@@ -160,7 +160,11 @@ def check_disk(run: Run, rounds: int) -> None:
 
 
 def remove_stale_temporaries(out: Path) -> None:
-    """Temporaries of an artifact left by a killed process (`.name.XXXX.tmp` files or folders)."""
+    """What a killed process may leave next to an artifact: its temporaries (`.name.XXXX.tmp`
+    files or folders), and its journal or training checkpoints once the artifact is complete."""
+    if out.exists():  # complete: its journal and checkpoints are no longer needed
+        shutil.rmtree(out.with_name(out.name + ".checkpoints"), ignore_errors=True)
+        out.with_name(out.name + ".partial").unlink(missing_ok=True)
     for tmp in out.parent.glob(f".{out.name}.*.tmp"):
         if tmp.is_dir() and not tmp.is_symlink():
             shutil.rmtree(tmp, ignore_errors=True)

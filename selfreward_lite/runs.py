@@ -180,11 +180,17 @@ def open_run(run_dir: Path) -> Run:
 
 def run_status(run: Run) -> dict:
     """What exists: M1, then each round's stages, with a few counts."""
-    def count(path: Path) -> int | None:
-        if not path.is_file():
+    def count(path: Path) -> int | str | None:
+        if path.is_file():
+            with open(path, encoding="utf-8") as f:
+                return sum(1 for line in f if line.strip())
+        journal = path.with_name(path.name + ".partial")
+        if not journal.is_file():
             return None
-        with open(path, encoding="utf-8") as f:
-            return sum(1 for line in f if line.strip())
+        if path.name == PROMPTS:  # its journal holds raw samples, not kept prompts
+            return "in progress"
+        finished = journal.read_bytes().count(b"\n")  # a torn last line has no newline yet
+        return f"{finished} so far"
 
     m1 = run.m1_dir / METRICS
     rounds = []

@@ -7,6 +7,7 @@ complete; the pipeline skips a stage whose artifact exists.
 from __future__ import annotations
 
 import random
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -46,8 +47,15 @@ def train_m1(run: Run, lm, out: Path, ui=QuietUI()) -> None:
         for r in read_jsonl(run.seed_path(kind))
     ]
     with ui.progress("SFT steps", total=None) as advance:
-        result = _train_with_backoff(run, lm, lambda cfg: train_sft(cfg, lm, records, on_step=lambda s, n: advance(1, total=n)))
+        result = _train_with_backoff(run, lm, lambda cfg: train_sft(
+            cfg, lm, records, on_step=lambda s, n: advance(1, total=n), checkpoint_dir=checkpoints_of(out)))
     save_adapter(lm, out, "sft.json", {**result, "records": len(records)})
+    shutil.rmtree(checkpoints_of(out), ignore_errors=True)
+
+
+def checkpoints_of(out: Path) -> Path:
+    """Training checkpoints of an adapter stage, kept until the adapter itself is written."""
+    return out.with_name(out.name + ".checkpoints")
 
 
 def _train_with_backoff(run: Run, lm, train):
@@ -189,8 +197,8 @@ def sample_candidates(run: Run, t: int, lm, prompts_file: Path, out: Path, ui=Qu
             {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.response_max_new_tokens},
             advance,
         )
-    rank = {p["id"]: i for i, p in enumerate(prompts)}
-    journal.finish(sorted(journal.load(), key=lambda r: (rank[r["prompt_id"]], r["id"])))
+    by_id = {r["id"]: r for r in journal.load()}
+    journal.finish([by_id[f"{p['id']}-c{k}"] for p in prompts for k in range(cfg.n_candidates)])
 
 
 # --- 3. LLM-as-a-Judge: the same model scores every candidate K times ---------------------
@@ -222,8 +230,8 @@ def judge_candidates(run: Run, t: int, lm, candidates_file: Path, out: Path, ui=
             {"temperature": cfg.judge_temperature, "top_p": cfg.judge_top_p, "max_new_tokens": cfg.judge_max_new_tokens},
             advance,
         )
-    rank = {c["id"]: i for i, c in enumerate(cands)}
-    journal.finish(sorted(journal.load(), key=lambda r: (rank[r["candidate_id"]], r["id"])))
+    by_id = {r["id"]: r for r in journal.load()}
+    journal.finish([by_id[f"{c['id']}-j{k}"] for c in cands for k in range(cfg.judge_samples)])
 
 
 # --- 4. preference pairs ------------------------------------------------------------------
@@ -254,8 +262,10 @@ def train_round_adapter(run: Run, t: int, lm, pairs_file: Path, out: Path, ui=Qu
             "n_candidates in config.json, delete this round's folder, and run `srlite iterate` again."
         )
     with ui.progress("DPO steps", total=None) as advance:
-        result = _train_with_backoff(run, lm, lambda cfg: train_dpo(cfg, lm, pairs, on_step=lambda s, n: advance(1, total=n)))
+        result = _train_with_backoff(run, lm, lambda cfg: train_dpo(
+            cfg, lm, pairs, on_step=lambda s, n: advance(1, total=n), checkpoint_dir=checkpoints_of(out)))
     save_adapter(lm, out, "dpo.json", result)
+    shutil.rmtree(checkpoints_of(out), ignore_errors=True)
 
 
 # --- summary ------------------------------------------------------------------------------

@@ -13,8 +13,10 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import shutil
 import tempfile
-from typing import Callable
+from collections.abc import Callable
+from pathlib import Path
 
 from . import interrupts
 from .config import Config
@@ -22,8 +24,12 @@ from .errors import SrliteError
 from .model import TRAINABLE, LoadedModel, activate
 
 
-def _common_args(cfg: Config, lm: LoadedModel, out_dir: str, batch_size: int) -> dict:
+def _common_args(cfg: Config, lm: LoadedModel, out_dir: str, batch_size: int, checkpoints: bool) -> dict:
     micro = min(cfg.train_micro_batch_size, batch_size)
+    saving = (
+        {"save_strategy": "steps", "save_steps": cfg.checkpoint_steps, "save_total_limit": 1}
+        if checkpoints and cfg.checkpoint_steps > 0 else {"save_strategy": "no"}
+    )
     return dict(
         output_dir=out_dir,
         per_device_train_batch_size=micro,
@@ -31,7 +37,7 @@ def _common_args(cfg: Config, lm: LoadedModel, out_dir: str, batch_size: int) ->
         lr_scheduler_type="cosine",
         warmup_steps=0,
         logging_steps=1,
-        save_strategy="no",
+        **saving,
         report_to=[],
         seed=cfg.seed,
         data_seed=cfg.seed,
@@ -77,11 +83,55 @@ def _progress_callback(on_step: Callable[[int, int], None] | None):
     return Progress()
 
 
+# --- checkpoints: a killed training stage continues from its last saved step ----------------
+
+def last_checkpoint(folder: Path | None) -> str | None:
+    """The newest complete checkpoint (Trainer writes trainer_state.json last); incomplete ones,
+    left by a kill in mid-save, are removed."""
+    if folder is None or not folder.is_dir():
+        return None
+    complete = []
+    for d in folder.glob("checkpoint-*"):
+        if (d / "trainer_state.json").is_file() and (d / "adapter_model.safetensors").is_file():
+            complete.append(d)
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+    return str(max(complete, key=lambda d: int(d.name.split("-")[-1]))) if complete else None
+
+
+def _resumable(trainer_cls):
+    """Checkpoints hold only the adapter being trained, and resuming loads only that adapter.
+
+    (Trainer's own PEFT resume reloads every saved adapter and makes the first *active* one
+    trainable and the only active one, which for a stack m1..mt + new would train m1.)
+    """
+
+    class Resumable(trainer_cls):
+        def _save(self, output_dir=None, state_dict=None):
+            output_dir = output_dir or self.args.output_dir
+            self.accelerator.unwrap_model(self.model).save_pretrained(output_dir, selected_adapters=[TRAINABLE])
+
+        def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+            from peft import set_peft_model_state_dict
+            from safetensors.torch import load_file
+
+            peft_model = self.accelerator.unwrap_model(model or self.model)
+            weights = load_file(os.path.join(resume_from_checkpoint, "adapter_model.safetensors"))
+            result = set_peft_model_state_dict(peft_model, weights, adapter_name=TRAINABLE)
+            if result.unexpected_keys:
+                raise RuntimeError(f"checkpoint {resume_from_checkpoint} does not match the adapter: "
+                                   f"{list(result.unexpected_keys)[:3]}")
+            activate(peft_model, self.srlite_names, train_new=True)
+
+    Resumable.__name__ = Resumable.__qualname__ = f"Resumable{trainer_cls.__name__}"
+    return Resumable
+
+
 def _sft_trainer_class(device: str):
     from trl import SFTTrainer
 
     if device != "cpu":
-        return SFTTrainer
+        return _resumable(SFTTrainer)
 
     class CPUSFTTrainer(SFTTrainer):
         """On CPU, TRL's fused LM-head log-prob kernel scores every position (prompt included)
@@ -93,25 +143,35 @@ def _sft_trainer_class(device: str):
             outputs = model(**{k: inputs[k] for k in keys if k in inputs}, num_items_in_batch=num_items_in_batch)
             return (outputs.loss, outputs) if return_outputs else outputs.loss
 
-    return CPUSFTTrainer
+    return _resumable(CPUSFTTrainer)
 
 
-def train_sft(cfg: Config, lm: LoadedModel, records: list[dict], on_step=None) -> dict:
+def _output_dir(checkpoint_dir: Path | None, prefix: str):
+    if checkpoint_dir is None:
+        return tempfile.TemporaryDirectory(prefix=prefix)
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    return contextlib.nullcontext(str(checkpoint_dir))
+
+
+def train_sft(cfg: Config, lm: LoadedModel, records: list[dict], on_step=None, checkpoint_dir: Path | None = None) -> dict:
     """Supervised fine-tuning of the trainable adapter; records are TRL prompt/completion dicts.
 
-    The loss covers the completion (the assistant turn) only.
+    The loss covers the completion (the assistant turn) only. With `checkpoint_dir`, training
+    state is saved every cfg.checkpoint_steps steps and a later call continues from it.
     """
     from datasets import Dataset
     from trl import SFTConfig
 
-    with tempfile.TemporaryDirectory(prefix="srlite-sft-") as tmp:
+    with _output_dir(checkpoint_dir, "srlite-sft-") as tmp:
         args = SFTConfig(
-            **_common_args(cfg, lm, tmp, cfg.sft_batch_size),
+            **_common_args(cfg, lm, tmp, cfg.sft_batch_size, checkpoint_dir is not None),
             num_train_epochs=cfg.sft_epochs,
             learning_rate=cfg.sft_learning_rate,
             completion_only_loss=True,
         )
-        trainer = _sft_trainer_class(lm.device)(
+        trainer_cls = _sft_trainer_class(lm.device)
+        trainer_cls.srlite_names = list(lm.adapter_names)
+        trainer = trainer_cls(
             model=lm.model,
             args=args,
             train_dataset=Dataset.from_list(records),
@@ -120,7 +180,7 @@ def train_sft(cfg: Config, lm: LoadedModel, records: list[dict], on_step=None) -
         )
         _quiet(trainer)
         activate(lm.model, lm.adapter_names, train_new=True)
-        result = trainer.train()
+        result = trainer.train(resume_from_checkpoint=last_checkpoint(checkpoint_dir))
     lm.model.eval()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return {
@@ -160,8 +220,11 @@ def _stacked_dpo_trainer_class():
     return StackedDPOTrainer
 
 
-def train_dpo(cfg: Config, lm: LoadedModel, pairs: list[dict], on_step=None) -> dict:
-    """DPO of the trainable adapter on top of the frozen stack; returns metrics and reference log-probs."""
+def train_dpo(cfg: Config, lm: LoadedModel, pairs: list[dict], on_step=None, checkpoint_dir: Path | None = None) -> dict:
+    """DPO of the trainable adapter on top of the frozen stack; returns metrics and reference log-probs.
+
+    The reference log-probs are computed before any checkpoint is loaded, from the fresh
+    adapter (B = 0), so a resumed DPO trains against exactly M_t too."""
     from datasets import Dataset
     from trl import DPOConfig
 
@@ -178,11 +241,11 @@ def train_dpo(cfg: Config, lm: LoadedModel, pairs: list[dict], on_step=None) -> 
         }
         for p in pairs
     ]
-    trainer_cls = _stacked_dpo_trainer_class()
+    trainer_cls = _resumable(_stacked_dpo_trainer_class())
     trainer_cls.srlite_names = list(lm.adapter_names)
-    with tempfile.TemporaryDirectory(prefix="srlite-dpo-") as tmp:
+    with _output_dir(checkpoint_dir, "srlite-dpo-") as tmp:
         args = DPOConfig(
-            **_common_args(cfg, lm, tmp, cfg.dpo_batch_size),
+            **_common_args(cfg, lm, tmp, cfg.dpo_batch_size, checkpoint_dir is not None),
             num_train_epochs=cfg.dpo_epochs,
             learning_rate=cfg.dpo_learning_rate,
             beta=cfg.dpo_beta,
@@ -209,7 +272,7 @@ def train_dpo(cfg: Config, lm: LoadedModel, pairs: list[dict], on_step=None) -> 
             pid: (float(c), float(r))
             for pid, c, r in zip(ds["pair_id"], ds["ref_chosen_logps"], ds["ref_rejected_logps"])
         }
-        trainer.train()
+        trainer.train(resume_from_checkpoint=last_checkpoint(checkpoint_dir))
     lm.model.eval()
     log = trainer.state.log_history
     steps = [h for h in log if "loss" in h]

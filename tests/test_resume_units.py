@@ -118,7 +118,7 @@ def test_training_stage_restarts_from_fresh_adapter_after_oom(run, monkeypatch):
     class FakeLM:
         pass
 
-    def fake_train(cfg, lm, pairs, on_step=None):
+    def fake_train(cfg, lm, pairs, on_step=None, checkpoint_dir=None):
         calls.append(cfg.train_micro_batch_size)
         if cfg.train_micro_batch_size > 1:
             raise torch.cuda.OutOfMemoryError("out of memory")
@@ -215,6 +215,16 @@ def test_stale_temporaries_removed(tmp_path):
     (tmp_path / ".pairs.jsonl.x.tmp").write_text("x")
     remove_stale_temporaries(out)
     assert not (tmp_path / ".adapter.abc123.tmp").exists() and (tmp_path / ".pairs.jsonl.x.tmp").exists()
+    # A killed process may also leave a finished artifact's journal or training checkpoints.
+    (tmp_path / "adapter.checkpoints" / "checkpoint-3").mkdir(parents=True)
+    (tmp_path / "c.jsonl").write_text("{}\n")
+    (tmp_path / "c.jsonl.partial").write_text("{}\n")
+    remove_stale_temporaries(out)
+    assert (tmp_path / "adapter.checkpoints").exists()  # adapter not written yet: keep them
+    out.mkdir()
+    remove_stale_temporaries(out)
+    remove_stale_temporaries(tmp_path / "c.jsonl")
+    assert not (tmp_path / "adapter.checkpoints").exists() and not (tmp_path / "c.jsonl.partial").exists()
 
 
 def test_run_lock_refuses_a_second_process(run):
@@ -229,3 +239,82 @@ def test_run_lock_refuses_a_second_process(run):
         out = subprocess.run([sys.executable, "-c", code, str(run.dir)], capture_output=True, text=True).stdout
     assert "another srlite process" in out
     assert asdict(run.cfg)  # the run is intact
+
+
+# --- journaled stages, with a fake model ----------------------------------------------------
+
+class Crash(Exception):
+    pass
+
+
+def fake_generate_factory(crash_after=None):
+    """Deterministic stand-in for model.generate: output depends on the text, sample index and seed."""
+    import hashlib
+
+    from selfreward_lite.model import Sample
+
+    calls = []
+
+    def generate(lm, texts, n, *, seed, batch_size, stop_strings=None, **kw):
+        if crash_after is not None and len(calls) >= crash_after:
+            raise Crash
+        calls.append(len(texts))
+        out = []
+        for t in texts:
+            group = []
+            for k in range(n):
+                h = hashlib.sha256(f"{t}|{k}|{seed}".encode()).hexdigest()
+                words = " ".join(f"w{h[i:i + 3]}" for i in range(0, 18, 3))
+                text = f"Explain the idea of {words} in simple words?\nTask" if stop_strings else f"{words}. Score: {int(h, 16) % 6}"
+                group.append(Sample(text, True, 7))
+            out.append(group)
+        return out
+
+    return generate, calls
+
+
+class FakeTok:
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
+        return "".join(f"<{m['role']}>{m['content']}" for m in messages)
+
+
+class FakeLM:
+    tokenizer = FakeTok()
+
+
+@pytest.mark.parametrize("crash_after", [1, 2, 3])
+def test_journaled_stages_resume_to_the_uninterrupted_result(tmp_path, monkeypatch, crash_after):
+    from selfreward_lite import stages
+
+    def make_run(name):
+        return init_run(tmp_path / name, preset="cpu", overrides={
+            "prompts_per_round": 6, "gen_batch_size": 4, "n_candidates": 2, "judge_samples": 2})
+
+    def all_stages(run, generate):
+        monkeypatch.setattr("selfreward_lite.model.generate", generate)
+        rd = run.round_dir(1)
+        for fn, out in ((lambda o: stages.create_prompts(run, 1, FakeLM(), o), rd / "prompts.jsonl"),
+                        (lambda o: stages.sample_candidates(run, 1, FakeLM(), rd / "prompts.jsonl", o), rd / "candidates.jsonl"),
+                        (lambda o: stages.judge_candidates(run, 1, FakeLM(), rd / "candidates.jsonl", o), rd / "judgments.jsonl")):
+            if not out.exists():
+                fn(out)
+
+    ref = make_run("ref")
+    all_stages(ref, fake_generate_factory()[0])
+    run = make_run("run")
+    crashes = 0
+    while True:  # crash after `crash_after` generate calls, again and again, until done
+        try:
+            all_stages(run, fake_generate_factory(crash_after)[0])
+            break
+        except Crash:
+            crashes += 1
+            # a kill can also tear the line being written
+            for p in run.round_dir(1).glob("*.partial"):
+                with open(p, "a") as f:
+                    f.write('{"id": "torn')
+    assert crashes >= 3
+    for name in ("prompts.jsonl", "candidates.jsonl", "judgments.jsonl", "prompts_stats.json"):
+        assert (run.round_dir(1) / name).read_text() == (ref.round_dir(1) / name).read_text(), name
+    assert not list(run.round_dir(1).glob("*.partial"))
+    assert len((run.round_dir(1) / "judgments.jsonl").read_text().splitlines()) == 6 * 2 * 2
