@@ -211,6 +211,9 @@ def load_stack(cfg: Config, adapter_dirs: Sequence[Path], train_new: bool = Fals
             model.load_adapter(str(d), adapter_name=name, is_trainable=False)
         names.append(name)
     if train_new:
+        import torch
+
+        torch.manual_seed(cfg.seed)  # the new adapter's random A: the same in every process, so runs repeat
         lora = LoraConfig(
             r=cfg.lora_r,
             lora_alpha=cfg.lora_alpha,
@@ -238,8 +241,10 @@ def activate(model, names: list[str], train_new: bool) -> None:
 
 def reset_trainable(lm: LoadedModel) -> None:
     """Put the trainable adapter back to its initial state (A random, B = 0): M_t again."""
+    import torch
     from peft.tuners.lora import LoraLayer
 
+    torch.manual_seed(0)
     for module in lm.model.modules():
         if isinstance(module, LoraLayer) and TRAINABLE in module.lora_A:
             module.reset_lora_parameters(TRAINABLE, init_lora_weights=True)

@@ -42,7 +42,8 @@ def test_dpo_resumes_from_checkpoint(tmp_path, embedded):
     resumed = train_dpo(cfg, lm, PAIRS, on_step=lambda s, n: steps_seen.append(s), checkpoint_dir=tmp_path / "ck")
     assert steps_seen == [3, 4] and resumed["steps"] == 4
     assert not (tmp_path / "ck" / "checkpoint-9").exists()
-    assert resumed["ref_logps"] == pytest.approx(whole["ref_logps"])  # reference: M_t, not the checkpoint
+    for pid, logps in whole["ref_logps"].items():  # reference: M_t, not the checkpoint
+        assert resumed["ref_logps"][pid] == pytest.approx(logps, abs=1e-4)
     got = new_adapter(lm)
     assert got.keys() == want.keys()
     for name in want:
