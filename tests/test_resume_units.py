@@ -318,3 +318,27 @@ def test_journaled_stages_resume_to_the_uninterrupted_result(tmp_path, monkeypat
         assert (run.round_dir(1) / name).read_text() == (ref.round_dir(1) / name).read_text(), name
     assert not list(run.round_dir(1).glob("*.partial"))
     assert len((run.round_dir(1) / "judgments.jsonl").read_text().splitlines()) == 6 * 2 * 2
+
+
+def test_generation_oom_halves_batch_and_keeps_every_record(tmp_path, monkeypatch):
+    from selfreward_lite import stages
+
+    run = init_run(tmp_path / "run", preset="cpu", overrides={
+        "prompts_per_round": 4, "gen_batch_size": 8, "n_candidates": 2, "judge_samples": 2})
+    inner, _ = fake_generate_factory()
+    sizes = []
+
+    def tight_memory(lm, texts, n, *, batch_size, **kw):
+        sizes.append(batch_size)
+        if batch_size > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.50 GiB")
+        return inner(lm, texts, n, batch_size=batch_size, **kw)
+
+    monkeypatch.setattr("selfreward_lite.model.generate", tight_memory)
+    rd = run.round_dir(1)
+    stages.create_prompts(run, 1, FakeLM(), rd / "prompts.jsonl")
+    stages.sample_candidates(run, 1, FakeLM(), rd / "prompts.jsonl", rd / "candidates.jsonl")
+    assert sizes[:3] == [8, 4, 2] and set(sizes[3:]) == {2}  # halved once, then reused
+    assert read_json(run.manifest_path)["batch_sizes"] == {"generation": 2}
+    cands = [json.loads(line) for line in (rd / "candidates.jsonl").read_text().splitlines()]
+    assert len(cands) == 4 * 2 and len({c["id"] for c in cands}) == 8
