@@ -1,4 +1,7 @@
 import hashlib
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,3 +27,10 @@ def tree_digest(path: Path) -> dict:
     path = Path(path)
     return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(path.rglob("*")) if p.is_file()}
+
+
+def srlite(*args, env=None, timeout=120, **kw):
+    """Run the real CLI in a subprocess (`python -m selfreward_lite ...`)."""
+    full_env = {**os.environ, **(env or {})}
+    return subprocess.run([sys.executable, "-m", "selfreward_lite", *map(str, args)], capture_output=True,
+                          text=True, env=full_env, timeout=timeout, check=False, **kw)

@@ -9,12 +9,10 @@ config or seed copies are then damaged.
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import tree_digest
+from conftest import srlite, tree_digest
 
 CORPUS = Path(__file__).parent / "bad_inputs"
 
@@ -74,11 +72,6 @@ ITERATE_CASES = [
     ("round folder links outside", "link_outside", "outside the run directory"),
     ("run dir is a file", "run_dir_file", "exists and is not a directory"),
 ]
-
-
-def srlite(*args):
-    return subprocess.run([sys.executable, "-m", "selfreward_lite", *map(str, args)], capture_output=True,
-                          text=True, timeout=120)
 
 
 def check_failure(r, expected: str):

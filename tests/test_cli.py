@@ -1,18 +1,12 @@
 """The real CLI, run as a subprocess (no model needed for these)."""
 
 import json
-import os
 import subprocess
 import sys
 import time
 
 import pytest
-
-
-def srlite(*args, env=None, cwd=None):
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "selfreward_lite", *args], capture_output=True, text=True,
-                          env=full_env, cwd=cwd, timeout=120)
+from conftest import srlite
 
 
 def test_help_is_fast_and_documents_commands():

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import srlite as run_cli
 from conftest import tree_digest
 from selfreward_lite.data import bundled_path
 
@@ -32,8 +33,7 @@ IFT_SLICE = 24
 
 
 def srlite(*args, **kw):
-    return subprocess.run([sys.executable, "-m", "selfreward_lite", *map(str, args)], capture_output=True,
-                          text=True, timeout=900, **kw)
+    return run_cli(*args, timeout=900, **kw)
 
 
 def read_jsonl(path):
