@@ -27,7 +27,7 @@ TINY = [
     "--set", "prompts_per_round=6", "--set", "n_candidates=4", "--set", "judge_samples=3",
     "--set", "prompt_max_new_tokens=40", "--set", "response_max_new_tokens=40",
     "--set", "judge_max_new_tokens=96", "--set", "sft_epochs=2", "--set", "dpo_epochs=1",
-    "--set", "gen_batch_size=12",
+    "--set", "gen_batch_size=4",  # < prompts_per_round: several batches/chunks per stage, so kills land inside
 ]
 IFT_SLICE = 24
 
@@ -40,15 +40,19 @@ def read_jsonl(path):
     return [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
 
 
-def wait_for(path: Path, proc, lines: int = 0, timeout=600) -> bool:
-    """Wait until `path` exists (with more than `lines` lines); False if the process ended first."""
+def wait_for(proc, ready, timeout=600) -> bool:
+    """Wait until `ready()`; False if the process ended first."""
     start = time.time()
-    while not (path.exists() and (lines == 0 or len(path.read_bytes().splitlines()) > lines)):
+    while not ready():
         if proc.poll() is not None:
             return False
-        assert time.time() - start < timeout, f"{path} never appeared"
-        time.sleep(0.1)
+        assert time.time() - start < timeout, "kill point never reached"
+        time.sleep(0.05)
     return True
+
+
+def lines_in(path: Path) -> int:
+    return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
 def check_round(rd: Path, cfg: dict):
@@ -142,37 +146,42 @@ def test_kill_anywhere_then_resume_gives_the_same_records(reference, tmp_path):
     rd = run / "round1"
     partial = {name: rd / f"{name}.jsonl.partial" for name in ("prompts", "candidates", "judgments")}
 
-    landed = []
-    # (what to wait for, how many journal lines must exist already, signal)
+    # Each kill point: the journal (or file) to watch, the artifact whose appearance means the point
+    # was passed, and the signal. A point is reached when its journal has more finished records than
+    # when the process started: then the stage is mid-way.
     plan = [
-        (partial["prompts"], 0, signal.SIGKILL),
-        (partial["candidates"], 0, signal.SIGKILL),
-        (partial["judgments"], 0, signal.SIGTERM),
-        (partial["judgments"], None, signal.SIGKILL),  # None: more lines than after the last stop
-        (rd / "pairs.jsonl", 0, signal.SIGKILL),  # then inside DPO (model loaded, reference pass, steps)
-        (partial["judgments"], None, signal.SIGINT),
+        ("prompts", partial["prompts"], rd / "prompts.jsonl", signal.SIGKILL),
+        ("candidates", partial["candidates"], rd / "candidates.jsonl", signal.SIGINT),
+        ("candidates", partial["candidates"], rd / "candidates.jsonl", signal.SIGKILL),
+        ("judging", partial["judgments"], rd / "judgments.jsonl", signal.SIGTERM),
+        ("judging", partial["judgments"], rd / "judgments.jsonl", signal.SIGKILL),
+        ("DPO", rd / "pairs.jsonl", rd / "adapter", signal.SIGKILL),
     ]
-    for path, lines, sig in plan:
-        if lines is None:
-            lines = len(path.read_bytes().splitlines()) if path.exists() else 0
+    landed = []
+    for stage, watch, done, sig in plan:
+        before = lines_in(watch)
         proc = start(run)
-        if wait_for(path, proc, lines):
-            if path.name == "pairs.jsonl":
-                time.sleep(2.0)
+        reached = wait_for(proc, lambda: lines_in(watch) > before or done.exists())
+        if reached:
+            if stage == "DPO":
+                time.sleep(2.0)  # the model is loaded already: DPO's reference pass and steps are running
+            inside = not done.exists()
             proc.send_signal(sig)
-            landed.append((path.name, sig.name))
+            landed.append((stage, sig.name, inside))
         out, err = proc.communicate(timeout=600)
         assert "Traceback" not in out + err, out + err
-        if proc.returncode == 0:
-            break  # finished before this kill point was reached
+        if not reached:
+            break
         if sig == signal.SIGKILL:
             assert proc.returncode == -signal.SIGKILL
-        else:
+        else:  # stops at the next safe point, says how to continue
             assert proc.returncode == 128 + sig, (out, err)
-            assert "Everything finished is kept; continue with: srlite iterate" in out
-    # At least the kills inside generation, judging and training landed.
-    assert {p for p, _ in landed} >= {"prompts.jsonl.partial", "candidates.jsonl.partial",
-                                      "judgments.jsonl.partial", "pairs.jsonl"}, landed
+            said = " ".join(out.split())  # rich wraps long lines
+            assert f"Stopped ({sig.name})" in said and "continue with: srlite iterate --rounds 1" in said, out
+    # Every kill point was reached, in the middle of its stage.
+    assert [(stage, inside) for stage, _, inside in landed] == [(p[0], True) for p in plan], landed
+    assert not (rd / "adapter").exists()
+
     r = srlite("iterate", "--rounds", "1", "-d", run)
     assert r.returncode == 0, r.stdout + r.stderr
 
