@@ -76,6 +76,8 @@ class Config:
     gen_batch_size: int = 32  # sequences per batched `generate` call
     train_micro_batch_size: int = 4  # sequences per forward/backward; the rest is gradient accumulation
     gradient_checkpointing: bool = False  # trade compute for memory (on for GPU)
+    # --- tracking ---
+    report_to: str = "none"  # log training curves and round metrics: "none", "tensorboard" or "wandb" (under run_dir/logs)
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -110,6 +112,7 @@ _CHOICES = {
     "quantize": ("auto", "4bit", "none"),
     "device": ("auto", "cpu", "cuda"),
     "dtype": ("auto", "bfloat16", "float32"),
+    "report_to": ("none", "tensorboard", "wandb"),
 }
 _POSITIVE = (
     "lora_r", "lora_alpha", "sft_batch_size", "prompts_per_round", "prompt_shots",

@@ -92,7 +92,10 @@ def run_round(run: Run, t: int, ui=QuietUI()) -> dict:
 
 def iterate(run_dir: Path, rounds: int, ui=QuietUI()) -> list[dict]:
     """Bring the run to `rounds` completed rounds (building M1 first if needed)."""
+    from .tracking import check_report_to, log_round_metrics
+
     run = open_run(run_dir)
+    check_report_to(run.cfg)
     build_m1(run, ui)
     results = []
     for t in range(1, rounds + 1):
@@ -100,5 +103,6 @@ def iterate(run_dir: Path, rounds: int, ui=QuietUI()) -> list[dict]:
         metrics = run_round(run, t, ui)
         if not done_before:
             ui.round_table(f"Round {t}: M{t} -> M{t + 1}", metrics)
+            log_round_metrics(run.cfg, run.dir, t, metrics)
         results.append(metrics)
     return results

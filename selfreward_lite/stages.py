@@ -17,6 +17,7 @@ from .judge import build_judge_prompt, load_rubric, mean_score, parse_score
 from .pairs import select_pairs
 from .prompts import STOP, PromptFilter, extract_prompt, few_shot_prompt
 from .runs import ADAPTER, CANDIDATES, JUDGMENTS, METRICS, PAIRS, PROMPTS, Run  # noqa: F401 (re-exported)
+from .tracking import logs_dir
 
 
 def stage_seed(run: Run, t: int, stage: int) -> int:
@@ -43,7 +44,8 @@ def train_m1(run: Run, lm, out: Path, ui=QuietUI()) -> None:
         for r in read_jsonl(run.seed_path(kind))
     ]
     with ui.progress("SFT steps", total=None) as advance:
-        result = train_sft(run.cfg, lm, records, on_step=lambda s, n: advance(1, total=n))
+        result = train_sft(run.cfg, lm, records, on_step=lambda s, n: advance(1, total=n),
+                           log_dir=logs_dir(run.dir) / "m1-sft")
     save_adapter(lm, out, "sft.json", {**result, "records": len(records)})
 
 
@@ -169,7 +171,8 @@ def train_round_adapter(run: Run, t: int, lm, pairs_file: Path, out: Path, ui=Qu
             "n_candidates in config.json, delete this round's folder, and run `srlite iterate` again."
         )
     with ui.progress("DPO steps", total=None) as advance:
-        result = train_dpo(run.cfg, lm, pairs, on_step=lambda s, n: advance(1, total=n))
+        result = train_dpo(run.cfg, lm, pairs, on_step=lambda s, n: advance(1, total=n),
+                           log_dir=logs_dir(run.dir) / f"round{t}-dpo")
     save_adapter(lm, out, "dpo.json", result)
 
 

@@ -14,14 +14,16 @@ import contextlib
 import math
 import os
 import tempfile
+from pathlib import Path
 from typing import Callable
 
 from .config import Config
 from .errors import SrliteError
 from .model import TRAINABLE, LoadedModel, activate
+from .tracking import trainer_logging, trainer_report_to
 
 
-def _common_args(cfg: Config, lm: LoadedModel, out_dir: str, batch_size: int) -> dict:
+def _common_args(cfg: Config, lm: LoadedModel, out_dir: str, batch_size: int, log_dir=None) -> dict:
     micro = min(cfg.train_micro_batch_size, batch_size)
     return dict(
         output_dir=out_dir,
@@ -31,7 +33,8 @@ def _common_args(cfg: Config, lm: LoadedModel, out_dir: str, batch_size: int) ->
         warmup_steps=0,
         logging_steps=1,
         save_strategy="no",
-        report_to=[],
+        report_to=trainer_report_to(cfg, log_dir),
+        run_name=Path(log_dir).name if log_dir else None,
         seed=cfg.seed,
         data_seed=cfg.seed,
         max_length=cfg.max_length,
@@ -94,17 +97,18 @@ def _sft_trainer_class(device: str):
     return CPUSFTTrainer
 
 
-def train_sft(cfg: Config, lm: LoadedModel, records: list[dict], on_step=None) -> dict:
+def train_sft(cfg: Config, lm: LoadedModel, records: list[dict], on_step=None, log_dir=None) -> dict:
     """Supervised fine-tuning of the trainable adapter; records are TRL prompt/completion dicts.
 
-    The loss covers the completion (the assistant turn) only.
+    The loss covers the completion (the assistant turn) only. With `report_to` set, the
+    training curves go to `log_dir`.
     """
     from datasets import Dataset
     from trl import SFTConfig
 
-    with tempfile.TemporaryDirectory(prefix="srlite-sft-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="srlite-sft-") as tmp, trainer_logging(cfg, log_dir):
         args = SFTConfig(
-            **_common_args(cfg, lm, tmp, cfg.sft_batch_size),
+            **_common_args(cfg, lm, tmp, cfg.sft_batch_size, log_dir),
             num_train_epochs=cfg.sft_epochs,
             learning_rate=cfg.sft_learning_rate,
             completion_only_loss=True,
@@ -158,7 +162,7 @@ def _stacked_dpo_trainer_class():
     return StackedDPOTrainer
 
 
-def train_dpo(cfg: Config, lm: LoadedModel, pairs: list[dict], on_step=None) -> dict:
+def train_dpo(cfg: Config, lm: LoadedModel, pairs: list[dict], on_step=None, log_dir=None) -> dict:
     """DPO of the trainable adapter on top of the frozen stack; returns metrics and reference log-probs."""
     from datasets import Dataset
     from trl import DPOConfig
@@ -178,9 +182,9 @@ def train_dpo(cfg: Config, lm: LoadedModel, pairs: list[dict], on_step=None) -> 
     ]
     trainer_cls = _stacked_dpo_trainer_class()
     trainer_cls.srlite_names = list(lm.adapter_names)
-    with tempfile.TemporaryDirectory(prefix="srlite-dpo-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="srlite-dpo-") as tmp, trainer_logging(cfg, log_dir):
         args = DPOConfig(
-            **_common_args(cfg, lm, tmp, cfg.dpo_batch_size),
+            **_common_args(cfg, lm, tmp, cfg.dpo_batch_size, log_dir),
             num_train_epochs=cfg.dpo_epochs,
             learning_rate=cfg.dpo_learning_rate,
             beta=cfg.dpo_beta,
