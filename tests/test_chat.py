@@ -11,7 +11,7 @@ from selfreward_lite.chat import load_chat
 from selfreward_lite.model import TRAINABLE, load_stack, save_adapter
 from selfreward_lite.runs import init_run
 
-GREEDY = {"temperature": 0.0, "top_p": None, "max_new_tokens": 12, "system": None}
+GREEDY = {"temperature": 0.0, "top_p": None, "max_new_tokens": 8, "system": None}
 
 
 def srlite(*args, stdin=""):
@@ -41,13 +41,13 @@ def test_chat_session_keeps_history_and_stops_at_exit(run_with_m1):
     second = chat.reply("Say that again, shorter.")
     assert [m["role"] for m in chat.history] == ["user", "assistant", "user", "assistant"]
 
-    r = srlite("chat", "-d", str(run_with_m1.dir), "--temperature", "0", "--max-new-tokens", "12",
+    r = srlite("chat", "-d", str(run_with_m1.dir), "--temperature", "0", "--max-new-tokens", "8",
                stdin="Hello! Who are you?\n\nSay that again, shorter.\n/exit\nThis is never answered.\n")
     assert r.returncode == 0, r.stderr
     assert "Chatting with M1" in r.stderr
     assert r.stdout.strip() == f"{first}\n{second}".strip()  # two answers, same as the library's, then /exit
 
-    r = srlite("chat", "-d", str(run_with_m1.dir), "--round", "1", "--temperature", "0", "--max-new-tokens", "12",
+    r = srlite("chat", "-d", str(run_with_m1.dir), "--round", "1", "--temperature", "0", "--max-new-tokens", "8",
                "--prompt", "Hello! Who are you?")
     assert r.returncode == 0 and r.stdout.strip() == first.strip()
 
@@ -60,10 +60,12 @@ def test_chat_reset_eof_and_bad_round(run_with_m1):
 
 
 def test_chat_drops_oldest_turns_that_do_not_fit(run_with_m1):
-    chat, _ = load_chat(run_with_m1.dir, 1, GREEDY)
-    chat.max_length = 80  # a tiny context: 68 tokens of conversation
-    for i in range(4):
+    chat, _ = load_chat(run_with_m1.dir, 1, {**GREEDY, "max_new_tokens": 4})
+    chat.max_length = 70  # room for about one exchange besides the template's system prompt
+    for i in range(3):
         chat.reply(f"Message number {i}: tell me something about the number {i}.")
-    assert chat.history[0]["content"].startswith("Message number")
-    assert len(chat.history) < 8  # the oldest exchanges were dropped
-    assert chat.history[-2]["content"].startswith("Message number 3")
+    assert [m["role"] for m in chat.history][::2] == ["user"] * (len(chat.history) // 2)
+    assert len(chat.history) < 6  # the oldest exchanges were dropped
+    assert chat.history[-2]["content"].startswith("Message number 2")
+    budget = chat.max_length - 4
+    assert len(chat.lm.tokenizer(chat._rendered(), add_special_tokens=False)["input_ids"]) <= budget

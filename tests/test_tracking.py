@@ -36,7 +36,6 @@ def test_missing_tracker_package_is_reported_at_run_start(tmp_path, monkeypatch)
 
 
 def test_round_metrics_to_tensorboard(tmp_path):
-    pytest.importorskip("tensorboard")
     cfg = preset_config("cpu", report_to="tensorboard")
     for t, rate in ((1, 0.75), (2, 0.85)):
         tracking.log_round_metrics(cfg, tmp_path, t, {"round": t, "judgments": {"parse_rate": rate, "unparsed": {}},
@@ -49,7 +48,6 @@ def test_round_metrics_to_tensorboard(tmp_path):
 
 
 def test_sft_training_curves_to_tensorboard(tmp_path, embedded):
-    pytest.importorskip("tensorboard")
     from selfreward_lite.model import load_stack
     from selfreward_lite.train import train_sft
 
