@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import importlib.util
 import os
+import sys
 from pathlib import Path
 
 from .errors import SrliteError
@@ -56,17 +57,27 @@ def trainer_logging(cfg, log_dir: Path | None):
     log_dir = Path(log_dir).resolve()
     log_dir.mkdir(parents=True, exist_ok=True)
     values = {"TENSORBOARD_LOGGING_DIR": str(log_dir), "WANDB_DIR": str(log_dir.parent),
-              "WANDB_PROJECT": os.environ.get("WANDB_PROJECT", WANDB_PROJECT)}
+              "WANDB_PROJECT": os.environ.get("WANDB_PROJECT", WANDB_PROJECT),
+              "WANDB_RUN_GROUP": _group(log_dir.parent.parent)}
     saved = {k: os.environ.get(k) for k in values}
     os.environ.update(values)
     try:
         yield
     finally:
+        # The trainer's W&B callback leaves its run open; the next trainer would log into it.
+        wandb = sys.modules.get("wandb")
+        if cfg.report_to == "wandb" and wandb is not None and wandb.run is not None:
+            wandb.finish()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
+
+
+def _group(run_dir: Path) -> str:
+    """W&B group of all of one srlite run's W&B runs (trainers and rounds): the run folder's name."""
+    return Path(run_dir).resolve().name
 
 
 def flat_numbers(metrics: dict, prefix: str = "") -> dict[str, float]:
@@ -102,6 +113,7 @@ def log_round_metrics(cfg, run_dir: Path, t: int, metrics: dict) -> None:
         # One W&B run per srlite run for the round metrics, resumed round after round.
         run_id = "srlite-rounds-" + hashlib.sha1(str(Path(run_dir).resolve()).encode()).hexdigest()[:12]
         wb = wandb.init(project=os.environ.get("WANDB_PROJECT", WANDB_PROJECT), dir=str(folder), id=run_id,
-                        name=f"{Path(run_dir).resolve().name} rounds", resume="allow", job_type="rounds")
+                        name=f"{Path(run_dir).resolve().name} rounds", resume="allow", job_type="rounds",
+                        group=_group(run_dir))
         wb.log({f"round/{k}": v for k, v in values.items()}, step=t)
         wb.finish()

@@ -59,3 +59,14 @@ def test_sft_training_curves_to_tensorboard(tmp_path, embedded):
     got = scalars(tmp_path / "logs" / "m1-sft")
     assert [step for step, _ in got["train/loss"]] == [1]
     assert "TENSORBOARD_LOGGING_DIR" not in __import__("os").environ  # restored after training
+
+
+def test_round_metrics_to_wandb_offline(tmp_path, monkeypatch):
+    pytest.importorskip("wandb")  # optional extra, not in [test]
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    cfg = preset_config("cpu", report_to="wandb")
+    for t in (1, 2):
+        tracking.log_round_metrics(cfg, tmp_path / "run", t, {"round": t, "pairs": {"kept": 10 + t}})
+    runs = sorted((tmp_path / "run" / "logs" / "rounds" / "wandb").glob("offline-run-*/*.wandb"))
+    assert len(runs) == 2 and runs[0].name == runs[1].name  # one W&B run id per srlite run, resumed each round
