@@ -113,6 +113,114 @@ def status(run_dir: Path = RUN_DIR) -> None:
     Console().print(status_table(info))
 
 
+@app.command()
+def chat(
+    round_: Optional[int] = typer.Option(None, "--round", "-r", min=0, help="Which model: N for M_N (1 = after SFT, N+1 = after round N, 0 = the bare base model). Default: the newest."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Answer this one message, print the answer and exit (no interactive session)."),
+    temperature: Optional[float] = typer.Option(None, "--temperature", "-t", help="Sampling temperature; 0 = greedy. Default: the run's `temperature`."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help="Nucleus sampling. Default: the run's `top_p`."),
+    max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", help="Token budget of an answer. Default: the run's `response_max_new_tokens`."),
+    system: Optional[str] = typer.Option(None, "--system", help="A system message at the start of the conversation."),
+    run_dir: Path = RUN_DIR,
+) -> None:
+    """Talk to M_N with its chat template: multi-turn (/exit or Ctrl-D quits, /reset clears), or one-shot with --prompt."""
+    import sys
+
+    from .chat import chat_loop, load_chat
+
+    overrides = dict(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, system=system)
+    try:
+        session, t = load_chat(run_dir, round_, overrides)
+        if prompt is not None:
+            typer.echo(session.reply(prompt))
+            return
+        interactive = sys.stdin.isatty()
+        typer.echo(f"Chatting with M{t}. /exit or Ctrl-D quits, /reset starts over.", err=True)
+
+        def read_line() -> Optional[str]:
+            try:
+                return input("you> " if interactive else "")
+            except EOFError:
+                return None
+
+        chat_loop(session, read_line, lambda text: typer.echo(f"M{t}> {text}" if interactive else text))
+    except SrliteError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        typer.echo("", err=True)
+
+
+@app.command()
+def export(
+    round_: Optional[int] = typer.Option(None, "--round", "-r", min=1, help="Which model: N for M_N (1 = after SFT); the pairs of round N (made by M_N) with --pairs. Default for the model: the newest."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder to write M_N to: merged/ (16-bit Hugging Face model), adapter/ (the stack folded into one LoRA adapter), export.json."),
+    pairs: Optional[Path] = typer.Option(None, "--pairs", help="Write round N's preference pairs to this JSONL file in TRL's prompt/chosen/rejected form (needs --round)."),
+    dtype: str = typer.Option("auto", "--dtype", help="Precision of the merged model: auto (the base checkpoint's own), bfloat16, float16, float32. Never 4-bit."),
+    gguf: Optional[str] = typer.Option(None, "--gguf", help="Also write a GGUF file of this type (f32, f16, bf16, q8_0) with llama.cpp's convert_hf_to_gguf.py."),
+    llama_cpp: Optional[Path] = typer.Option(None, "--llama-cpp", envvar="LLAMA_CPP_DIR", help="A llama.cpp checkout, for --gguf. Env: LLAMA_CPP_DIR."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing non-empty --out folder or --pairs file."),
+    run_dir: Path = RUN_DIR,
+) -> None:
+    """Export M_N (merged model, folded adapter, optional GGUF) and/or round N's pairs for TRL."""
+    from .export import export_model, export_pairs
+
+    try:
+        if out is None and pairs is None:
+            raise SrliteError("Nothing to export: pass --out DIR (the model) and/or --pairs FILE (round N's pairs).")
+        if pairs is not None:
+            if round_ is None:
+                raise SrliteError("--pairs needs --round N (the round whose pairs to export).")
+            n = export_pairs(run_dir, round_, pairs, force=force)
+            typer.echo(f"Wrote {n} pairs of round {round_} to {pairs} (TRL prompt/chosen/rejected).")
+        if out is not None:
+            typer.echo("Loading and merging the adapter stack ...", err=True)
+            info = export_model(run_dir, round_, out, dtype=dtype, gguf=gguf, llama_cpp=llama_cpp, force=force)
+            typer.echo(f"Exported {info['model']} ({info['dtype']}) to {out}: " + ", ".join(f"{k} -> {v}" for k, v in info["files"].items()))
+            if gguf is None:
+                typer.echo("No GGUF written (add --gguf f16; it needs llama.cpp's convert_hf_to_gguf.py).", err=True)
+    except SrliteError as e:
+        _fail(e)
+
+
+import_app = typer.Typer(help="Convert seed data from the ecosystem's formats into srlite's.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("messages")
+def import_messages_cmd(
+    source: str = typer.Argument(..., help="A JSONL file or a Hugging Face dataset id (optionally id:split) with a `messages` column."),
+    out: Path = typer.Argument(..., help="JSONL file to write: one validated {\"messages\": [...]} per line."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing file."),
+) -> None:
+    """Validate a conversational `messages` dataset and write it as JSONL (for init --ift/--eft/--eft-eval)."""
+    from .importers import import_messages
+
+    try:
+        n = import_messages(source, out, force=force)
+    except SrliteError as e:
+        _fail(e)
+    typer.echo(f"Wrote {n} records to {out}.")
+
+
+@import_app.command("oasst")
+def import_oasst_cmd(
+    source: str = typer.Argument(..., help="Open Assistant messages (oasst1/oasst2 flat layout): a .jsonl(.gz) or .parquet file, or a dataset id."),
+    out: Path = typer.Argument(..., help="Folder to write ift.jsonl, eft_pairs.jsonl, eft_ranked.jsonl, import_stats.json."),
+    lang: str = typer.Option("en", "--lang", help="Language of the first-turn prompts to keep (e.g. en, de), or 'all'."),
+    seed: int = typer.Option(0, "--seed", help="Seeds the a/b order of the EFT pairs."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing non-empty folder."),
+) -> None:
+    """IFT seed (first-turn prompts + rank-0 replies) and EFT evaluation pairs (by human rank) from Open Assistant."""
+    from .importers import import_oasst
+
+    try:
+        stats = import_oasst(source, out, lang=lang, seed=seed, force=force)
+    except SrliteError as e:
+        _fail(e)
+    typer.echo(f"Wrote {stats['ift records']} IFT records, {stats['eft pairs']} EFT pairs "
+               f"({stats['eft ranked groups']} ranked groups) to {out}. Use: srlite init --ift {out / 'ift.jsonl'}")
+
+
 def main() -> None:
     app()
 

@@ -77,6 +77,8 @@ class Config:
     train_micro_batch_size: int = 4  # sequences per forward/backward; the rest is gradient accumulation
     gradient_checkpointing: bool = False  # trade compute for memory (on for GPU)
     checkpoint_steps: int = 10  # save training state every N optimizer steps, so a killed SFT/DPO continues there (0: never)
+    # --- tracking ---
+    report_to: str = "none"  # log training curves and round metrics: "none", "tensorboard" or "wandb" (under run_dir/logs)
 
 
 # Resuming with changed settings (see preflight.check_drift): fields that only change speed,
@@ -85,6 +87,7 @@ class Config:
 # (a round's artifacts must come from one setting) and may change between rounds.
 SAFE_TO_CHANGE = frozenset({
     "preset", "device", "gen_batch_size", "train_micro_batch_size", "gradient_checkpointing", "checkpoint_steps",
+    "report_to",
 })
 RUN_WIDE = frozenset({
     "model", "quantize", "dtype", "trust_remote_code", "seed", "ift_data", "eft_train_data", "eft_eval_data",
@@ -124,6 +127,7 @@ _CHOICES = {
     "quantize": ("auto", "4bit", "none"),
     "device": ("auto", "cpu", "cuda"),
     "dtype": ("auto", "bfloat16", "float32"),
+    "report_to": ("none", "tensorboard", "wandb"),
 }
 _POSITIVE = (
     "lora_r", "lora_alpha", "sft_batch_size", "prompts_per_round", "prompt_shots",

@@ -143,11 +143,12 @@ def load_tokenizer(cfg: Config):
     return tok
 
 
-def load_base(cfg: Config):
+def load_base(cfg: Config, dtype=None):
+    """The base model; `dtype` overrides the config's (a torch dtype, or "auto": the checkpoint's own)."""
     from transformers import AutoModelForCausalLM
 
     device = resolve_device(cfg)
-    dtype = resolve_dtype(cfg)
+    dtype = dtype or resolve_dtype(cfg)
     kwargs: dict = {"trust_remote_code": cfg.trust_remote_code, "use_safetensors": True, "dtype": dtype}
     if uses_4bit(cfg):
         if importlib.util.find_spec("bitsandbytes") is None:
@@ -189,12 +190,15 @@ class LoadedModel:
     dtype: object  # torch dtype of the (non-quantised) weights and compute
 
 
-def load_stack(cfg: Config, adapter_dirs: Sequence[Path], train_new: bool = False) -> LoadedModel:
-    """M_t = base + adapters (frozen); with train_new, a zero-initialised trainable adapter on top."""
+def load_stack(cfg: Config, adapter_dirs: Sequence[Path], train_new: bool = False, dtype=None) -> LoadedModel:
+    """M_t = base + adapters (frozen); with train_new, a zero-initialised trainable adapter on top.
+
+    `dtype` overrides the config's compute dtype (export loads the base in its own precision).
+    """
     quiet_libraries()  # before peft, which imports bitsandbytes
     from peft import LoraConfig, PeftModel, get_peft_model
 
-    base = load_base(cfg)
+    base = load_base(cfg, dtype)
     tok = load_tokenizer(cfg)
     model = base
     names: list[str] = []
@@ -229,7 +233,7 @@ def load_stack(cfg: Config, adapter_dirs: Sequence[Path], train_new: bool = Fals
     if names:
         activate(model, names, train_new)
     model.eval()
-    return LoadedModel(model, tok, names, resolve_device(cfg), resolve_dtype(cfg))
+    return LoadedModel(model, tok, names, resolve_device(cfg), base.dtype if dtype else resolve_dtype(cfg))
 
 
 def activate(model, names: list[str], train_new: bool) -> None:
@@ -271,6 +275,18 @@ def fold_stack(lm: LoadedModel, name: str = FOLDED) -> LoadedModel:
     activate(model, [name], train_new=False)
     model.eval()
     return LoadedModel(model, lm.tokenizer, [name], lm.device, lm.dtype)
+
+
+def merge_stack(lm: LoadedModel):
+    """M_t as a plain transformers model: every stacked adapter merged into the base weights.
+
+    Exact only on non-quantised weights (merging into 4-bit weights rounds), so callers load the
+    base with quantize "none". The returned model has no PEFT layers left.
+    """
+    names = [a for a in lm.adapter_names if a != TRAINABLE]
+    if not names:
+        return lm.model.get_base_model() if hasattr(lm.model, "get_base_model") else lm.model
+    return lm.model.merge_and_unload(adapter_names=names)
 
 
 def render_chat(tok, messages: list[dict], add_generation_prompt: bool = True) -> str:

@@ -100,9 +100,12 @@ def iterate(run_dir: Path, rounds: int, ui=QuietUI(), force: bool = False) -> li
 
     Pre-flight checks run before any model is loaded; `force` accepts changed settings.
     """
+    from .tracking import check_report_to, log_round_metrics
+
     run = open_run(run_dir)
     with run_lock(run):
         preflight(run, rounds, force)
+        check_report_to(run.cfg)
         build_m1(run, ui)
         results = []
         for t in range(1, rounds + 1):
@@ -110,5 +113,6 @@ def iterate(run_dir: Path, rounds: int, ui=QuietUI(), force: bool = False) -> li
             metrics = run_round(run, t, ui)
             if not done_before:
                 ui.round_table(f"Round {t}: M{t} -> M{t + 1}", metrics)
+                log_round_metrics(run.cfg, run.dir, t, metrics)
             results.append(metrics)
     return results

@@ -255,3 +255,26 @@ def run_lock(run: Run):
         yield
     finally:
         os.close(fd)
+
+def newest_model(run: Run) -> int:
+    """t of the newest M_t whose adapters all exist (1 = after SFT); 0 when M1 is not trained yet."""
+    if not (run.m1_dir / ADAPTER / "adapter_config.json").is_file():
+        return 0
+    t = 1
+    while (run.round_dir(t) / ADAPTER / "adapter_config.json").is_file():
+        t += 1
+    return t
+
+
+def model_round(run: Run, t: int | None, allow_base: bool = False) -> int:
+    """Check that M_t exists (t None: the newest); M0, the bare base model, only with allow_base."""
+    newest = newest_model(run)
+    if t is None:
+        if newest == 0 and not allow_base:
+            raise SrliteError(f"{run.dir}: no trained model yet (M1 is trained by `srlite iterate`).")
+        return newest
+    lowest = 0 if allow_base else 1
+    if t < lowest or t > newest:
+        have = f"M{lowest}..M{newest}" if newest >= lowest else "none yet (M1 is trained by `srlite iterate`)"
+        raise SrliteError(f"{run.dir}: there is no M{t}; models available: {have}. (M1 = after SFT, M(t+1) = after round t.)")
+    return t

@@ -21,6 +21,7 @@ from .oom import with_backoff
 from .pairs import select_pairs
 from .prompts import STOP, PromptFilter, extract_prompt, few_shot_prompt
 from .runs import ADAPTER, CANDIDATES, JUDGMENTS, METRICS, PAIRS, PROMPTS, Run  # noqa: F401 (re-exported)
+from .tracking import logs_dir
 
 
 def stage_seed(run: Run, t: int, stage: int) -> int:
@@ -48,7 +49,8 @@ def train_m1(run: Run, lm, out: Path, ui=QuietUI()) -> None:
     ]
     with ui.progress("SFT steps", total=None) as advance:
         result = _train_with_backoff(run, lm, lambda cfg: train_sft(
-            cfg, lm, records, on_step=lambda s, n: advance(1, total=n), checkpoint_dir=checkpoints_of(out)))
+            cfg, lm, records, on_step=lambda s, n: advance(1, total=n), checkpoint_dir=checkpoints_of(out),
+            log_dir=logs_dir(run.dir) / "m1-sft"))
     save_adapter(lm, out, "sft.json", {**result, "records": len(records)})
     shutil.rmtree(checkpoints_of(out), ignore_errors=True)
 
@@ -263,7 +265,8 @@ def train_round_adapter(run: Run, t: int, lm, pairs_file: Path, out: Path, ui=Qu
         )
     with ui.progress("DPO steps", total=None) as advance:
         result = _train_with_backoff(run, lm, lambda cfg: train_dpo(
-            cfg, lm, pairs, on_step=lambda s, n: advance(1, total=n), checkpoint_dir=checkpoints_of(out)))
+            cfg, lm, pairs, on_step=lambda s, n: advance(1, total=n), checkpoint_dir=checkpoints_of(out),
+            log_dir=logs_dir(run.dir) / f"round{t}-dpo"))
     save_adapter(lm, out, "dpo.json", result)
     shutil.rmtree(checkpoints_of(out), ignore_errors=True)
 

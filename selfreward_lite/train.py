@@ -22,9 +22,10 @@ from . import interrupts
 from .config import Config
 from .errors import SrliteError
 from .model import TRAINABLE, LoadedModel, activate
+from .tracking import trainer_logging, trainer_report_to
 
 
-def _common_args(cfg: Config, lm: LoadedModel, out_dir: str, batch_size: int, checkpoints: bool) -> dict:
+def _common_args(cfg: Config, lm: LoadedModel, out_dir: str, batch_size: int, checkpoints: bool, log_dir=None) -> dict:
     micro = min(cfg.train_micro_batch_size, batch_size)
     saving = (
         {"save_strategy": "steps", "save_steps": cfg.checkpoint_steps, "save_total_limit": 1}
@@ -38,7 +39,8 @@ def _common_args(cfg: Config, lm: LoadedModel, out_dir: str, batch_size: int, ch
         warmup_steps=0,
         logging_steps=1,
         **saving,
-        report_to=[],
+        report_to=trainer_report_to(cfg, log_dir),
+        run_name=Path(log_dir).name if log_dir else None,
         seed=cfg.seed,
         data_seed=cfg.seed,
         max_length=cfg.max_length,
@@ -153,18 +155,20 @@ def _output_dir(checkpoint_dir: Path | None, prefix: str):
     return contextlib.nullcontext(str(checkpoint_dir))
 
 
-def train_sft(cfg: Config, lm: LoadedModel, records: list[dict], on_step=None, checkpoint_dir: Path | None = None) -> dict:
+def train_sft(cfg: Config, lm: LoadedModel, records: list[dict], on_step=None, checkpoint_dir: Path | None = None,
+              log_dir=None) -> dict:
     """Supervised fine-tuning of the trainable adapter; records are TRL prompt/completion dicts.
 
     The loss covers the completion (the assistant turn) only. With `checkpoint_dir`, training
-    state is saved every cfg.checkpoint_steps steps and a later call continues from it.
+    state is saved every cfg.checkpoint_steps steps and a later call continues from it. With
+    `report_to` set, the training curves go to `log_dir`.
     """
     from datasets import Dataset
     from trl import SFTConfig
 
-    with _output_dir(checkpoint_dir, "srlite-sft-") as tmp:
+    with _output_dir(checkpoint_dir, "srlite-sft-") as tmp, trainer_logging(cfg, log_dir):
         args = SFTConfig(
-            **_common_args(cfg, lm, tmp, cfg.sft_batch_size, checkpoint_dir is not None),
+            **_common_args(cfg, lm, tmp, cfg.sft_batch_size, checkpoint_dir is not None, log_dir),
             num_train_epochs=cfg.sft_epochs,
             learning_rate=cfg.sft_learning_rate,
             completion_only_loss=True,
@@ -220,7 +224,8 @@ def _stacked_dpo_trainer_class():
     return StackedDPOTrainer
 
 
-def train_dpo(cfg: Config, lm: LoadedModel, pairs: list[dict], on_step=None, checkpoint_dir: Path | None = None) -> dict:
+def train_dpo(cfg: Config, lm: LoadedModel, pairs: list[dict], on_step=None, checkpoint_dir: Path | None = None,
+              log_dir=None) -> dict:
     """DPO of the trainable adapter on top of the frozen stack; returns metrics and reference log-probs.
 
     The reference log-probs are computed before any checkpoint is loaded, from the fresh
@@ -243,9 +248,9 @@ def train_dpo(cfg: Config, lm: LoadedModel, pairs: list[dict], on_step=None, che
     ]
     trainer_cls = _resumable(_stacked_dpo_trainer_class())
     trainer_cls.srlite_names = list(lm.adapter_names)
-    with _output_dir(checkpoint_dir, "srlite-dpo-") as tmp:
+    with _output_dir(checkpoint_dir, "srlite-dpo-") as tmp, trainer_logging(cfg, log_dir):
         args = DPOConfig(
-            **_common_args(cfg, lm, tmp, cfg.dpo_batch_size, checkpoint_dir is not None),
+            **_common_args(cfg, lm, tmp, cfg.dpo_batch_size, checkpoint_dir is not None, log_dir),
             num_train_epochs=cfg.dpo_epochs,
             learning_rate=cfg.dpo_learning_rate,
             beta=cfg.dpo_beta,

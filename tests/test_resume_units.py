@@ -118,7 +118,7 @@ def test_training_stage_restarts_from_fresh_adapter_after_oom(run, monkeypatch):
     class FakeLM:
         pass
 
-    def fake_train(cfg, lm, pairs, on_step=None, checkpoint_dir=None):
+    def fake_train(cfg, lm, pairs, on_step=None, checkpoint_dir=None, log_dir=None):
         calls.append(cfg.train_micro_batch_size)
         if cfg.train_micro_batch_size > 1:
             raise torch.cuda.OutOfMemoryError("out of memory")
