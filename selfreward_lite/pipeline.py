@@ -18,7 +18,7 @@ from typing import Callable
 
 from . import stages as S
 from .display import QuietUI
-from .runs import Run, open_run
+from .runs import EVAL, Run, open_run
 
 
 class ModelSlot:
@@ -42,6 +42,10 @@ class ModelSlot:
         lm = self._load()
         activate(lm.model, lm.adapter_names, train_new=True)
         return lm
+
+    def release(self) -> None:
+        """Drop M_t from memory (the evaluation loads the models it needs one at a time)."""
+        self._lm = None
 
     def _load(self):
         if self._lm is None:
@@ -87,6 +91,12 @@ def run_round(run: Run, t: int, ui=QuietUI()) -> dict:
     step(run, ui, f"DPO -> M{t + 1}", rd / S.ADAPTER,
          lambda out: S.train_round_adapter(run, t, m_t.trainer(), rd / S.PAIRS, out, ui))
     step(run, ui, "round summary", rd / S.METRICS, lambda out: S.summarize_round(run, t, out))
+    if run.cfg.eval_each_round:
+        from .evaluate import evaluate_round
+
+        m_t.release()
+        step(run, ui, f"evaluation: judge quality of M{t} and M{t + 1}, M{t + 1} vs M{t}", rd / EVAL,
+             lambda out: evaluate_round(run, t, out, ui))
     return read_json(rd / S.METRICS)
 
 
@@ -100,5 +110,10 @@ def iterate(run_dir: Path, rounds: int, ui=QuietUI()) -> list[dict]:
         metrics = run_round(run, t, ui)
         if not done_before:
             ui.round_table(f"Round {t}: M{t} -> M{t + 1}", metrics)
+            if (run.round_dir(t) / EVAL).is_file():
+                from .artifacts import read_json
+                from .report import round_eval_table
+
+                ui.info(round_eval_table(read_json(run.round_dir(t) / EVAL)))
         results.append(metrics)
     return results

@@ -13,7 +13,7 @@ from pathlib import Path
 from .artifacts import read_json, read_jsonl, write_json, write_jsonl
 from .data import first_user_text, split_prompt_completion
 from .display import QuietUI
-from .judge import build_judge_prompt, load_rubric, mean_score, parse_score
+from .judge import load_rubric, mean_score
 from .pairs import select_pairs
 from .prompts import STOP, PromptFilter, extract_prompt, few_shot_prompt
 from .runs import ADAPTER, CANDIDATES, JUDGMENTS, METRICS, PAIRS, PROMPTS, Run  # noqa: F401 (re-exported)
@@ -117,27 +117,16 @@ def sample_candidates(run: Run, t: int, lm, prompts_file: Path, out: Path, ui=Qu
 # --- 3. LLM-as-a-Judge: the same model scores every candidate K times ---------------------
 
 def judge_candidates(run: Run, t: int, lm, candidates_file: Path, out: Path, ui=QuietUI()) -> None:
-    from .model import generate, render_chat
+    from .scoring import judge_items
 
-    cfg = run.cfg
-    rubric = load_rubric(cfg.rubric)
     cands = read_jsonl(candidates_file)
-    texts = [
-        render_chat(lm.tokenizer, [{"role": "user", "content": build_judge_prompt(c["prompt"], c["response"], rubric)}])
-        for c in cands
-    ]
+    items = [{"id": c["id"], "prompt": c["prompt"], "response": c["response"]} for c in cands]
     with ui.progress("candidates judged", total=len(cands)) as advance:
-        samples = generate(
-            lm, texts, cfg.judge_samples, temperature=cfg.judge_temperature, top_p=cfg.judge_top_p,
-            max_new_tokens=cfg.judge_max_new_tokens, batch_size=cfg.gen_batch_size,
-            seed=stage_seed(run, t, 3), on_batch=advance,
-        )
-    rows = []
-    for c, group in zip(cands, samples):
-        for k, s in enumerate(group):
-            parsed = parse_score(s.text)
-            rows.append({"id": f"{c['id']}-j{k}", "candidate_id": c["id"], "prompt_id": c["prompt_id"],
-                         "text": s.text, "score": parsed.score, "parse": parsed.status})
+        records = judge_items(lm, run.cfg, load_rubric(run.cfg.rubric), items, seed=stage_seed(run, t, 3),
+                              on_batch=advance)
+    prompt_of = {c["id"]: c["prompt_id"] for c in cands}
+    rows = [{"id": f"{r['item_id']}-j{r['sample']}", "candidate_id": r["item_id"], "prompt_id": prompt_of[r["item_id"]],
+             "text": r["text"], "score": r["score"], "parse": r["parse"]} for r in records]
     write_jsonl(out, rows)
 
 
