@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .artifacts import read_json, write_json
-from .runs import ADAPTER, EVAL, METRICS, Run, open_run
+from .runs import ADAPTER, METRICS, Run, open_run
 
 
 def _read(path: Path):
@@ -64,7 +64,7 @@ def judge_quality_table(quality: dict):
 
     t = Table(title="Judge quality on held-out ranked answers (model ties count as wrong)")
     for col in ("model", "pairwise acc.", "pairs", "exact match", "Spearman", "Kendall τ-b", "parse failures", "mean score"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=col == "model")
     for name, q in quality.items():
         if q is None:
             t.add_row(name, *["–"] * 7)
@@ -81,7 +81,7 @@ def win_rate_table(rates: list[dict]):
 
     t = Table(title="Instruction following: newer vs older model, both answer orders")
     for col in ("match", "judge", "wins", "losses", "ties", "unparsed", "win rate", "picked first", "mean chars new / old"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=col == "match")
     for w in rates:
         t.add_row(f"{w['new']} vs {w['old']}", w["judge"], str(w["wins"]), str(w["losses"]), str(w["ties"]),
                   str(w["unparsed"]), _fmt(w["win_rate"], pct=True), _fmt(w["picked_first"], pct=True),
@@ -191,7 +191,7 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def markdown(data: dict, plots: dict[str, str]) -> str:
-    out = [f"# Self-rewarding run report\n", f"Run: `{data['run_dir']}` · model: `{data['model']}` · "
+    out = ["# Self-rewarding run report\n", f"Run: `{data['run_dir']}` · model: `{data['model']}` · "
            f"preset: `{data['preset']}` · rounds: {len(data['rounds'])}\n"]
     if data["m1"]:
         out.append(f"M1 (SFT): {data['m1'].get('steps', '–')} steps, loss {_fmt(data['m1'].get('first_loss'))} → "

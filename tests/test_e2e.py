@@ -20,6 +20,8 @@ TINY = [
     "--set", "prompt_max_new_tokens=40", "--set", "response_max_new_tokens=40",
     "--set", "judge_max_new_tokens=96", "--set", "sft_epochs=2", "--set", "dpo_epochs=1",
     "--set", "gen_batch_size=24",
+    # the automatic end-of-round evaluation runs too, on 1 EFT question and 2 held-out prompts
+    "--set", "eval_questions=1", "--set", "eval_prompts=2", "--set", "eval_max_new_tokens=24",
 ]
 IFT_SLICE = 24
 
@@ -116,6 +118,7 @@ def test_init_iterate_interrupt_resume(tmp_path, embedded):
         assert stages[name] == info, f"{name} was redone"
     assert "Round 1: M1 -> M2" in r.stdout and "Round 2: M2 -> M3" in r.stdout
     assert "parse rate" in r.stdout
+    assert "Judge quality" in r.stdout  # the end-of-round evaluation ran and was shown
 
     for t in (1, 2):
         check_round(run / f"round{t}", cfg)
@@ -132,3 +135,14 @@ def test_init_iterate_interrupt_resume(tmp_path, embedded):
 
     r = srlite("status", "-d", run)
     assert r.returncode == 0 and "round 2" in r.stdout
+
+    # Each round evaluated M_t and M_t+1 (M2's judge quality computed once, in round 1) and M_t+1 vs M_t.
+    for t in (1, 2):
+        ev = json.loads((run / f"round{t}" / "eval.json").read_text())
+        assert set(ev["judge_quality"]) == {f"M{t}", f"M{t + 1}"}
+        assert ev["win_rate"]["verdicts"] == 4
+    assert json.loads((run / "round2" / "eval.json").read_text())["judge_quality"]["M2"] == \
+        json.loads((run / "round1" / "eval.json").read_text())["judge_quality"]["M2"]
+    r = srlite("report", "-d", run)
+    assert r.returncode == 0, r.stderr
+    assert (run / "report" / "report.md").is_file() and (run / "report" / "win_rate.png").is_file()
