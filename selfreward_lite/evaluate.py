@@ -223,14 +223,14 @@ def evaluate_round(run: Run, t: int, out: Path, ui=QuietUI()) -> dict:
 
     Cached results are reused, so each model is judged once over the whole run.
     """
-    from .winrate import win_rate
+    from .winrate import model_responses, prompts_source, win_rate
 
     models = Models(run)
-    result = {
-        "round": t,
-        "judge_quality": {f"M{n}": judge_quality(run, n, models, ui=ui) for n in (t, t + 1)},
-        "win_rate": win_rate(run, t + 1, t, models, ui=ui),
-    }
+    quality = {}
+    for n in (t, t + 1):  # model by model, so each is loaded at most once (and not at all when cached)
+        quality[f"M{n}"] = judge_quality(run, n, models, ui=ui)
+        model_responses(run, n, models, prompts_source(run), ui)
+    result = {"round": t, "judge_quality": quality, "win_rate": win_rate(run, t + 1, t, models, ui=ui)}
     write_json(out, result)
     return result
 
@@ -239,7 +239,7 @@ def run_eval(run_dir: Path, model: int | None = None, eft: Path | None = None, p
              judge: str | None = None, ui=QuietUI()) -> dict:
     """`srlite eval`: judge quality of M1..M_newest (or of M_model only) and the win rate of each
     model against the one before it. Cached results are reused."""
-    from .winrate import win_rate
+    from .winrate import model_responses, prompts_source, win_rate
 
     run = open_run(run_dir)
     if judge is not None:
@@ -257,6 +257,8 @@ def run_eval(run_dir: Path, model: int | None = None, eft: Path | None = None, p
     # Model by model, so each is loaded once: its judge quality, then (as the newer side) its win rate.
     for n in wanted:
         quality.append(judge_quality(run, n, models, eft, ui))
+        if n + 1 in wanted:  # M_n is the older side of the next match: answer now, while it is loaded
+            model_responses(run, n, models, prompts_source(run, prompts), ui)
         if n >= 2:
             wins.append(win_rate(run, n, n - 1, models, prompts, ui))
     return {"run_dir": str(run.dir), "judge_quality": quality, "win_rates": wins}
@@ -264,5 +266,8 @@ def run_eval(run_dir: Path, model: int | None = None, eft: Path | None = None, p
 
 def cached_judge_quality(run: Run, n: int) -> dict | None:
     """The default-settings judge quality of M_n if it was computed (for reports)."""
-    p = judge_quality_path(run, n)
+    try:  # a report must not fail because an eval input has moved since
+        p = judge_quality_path(run, n)
+    except SrliteError:
+        return None
     return read_json(p) if p.is_file() else None

@@ -194,10 +194,8 @@ def win_rate_summary(verdicts: list[dict], new_rows: list[dict], old_rows: list[
 
 def cached_win_rate(run: Run, new: int, old: int) -> dict | None:
     """The default-settings win rate of M_new vs M_old if it was computed (for reports)."""
-    source = prompts_source(run)
-    try:
-        judge = resolve_judge(run.cfg.winrate_judge, new)
+    try:  # a report must not fail because an eval input has moved since
+        p = win_rate_path(run, new, old, resolve_judge(run.cfg.winrate_judge, new), prompts_source(run))
     except SrliteError:
         return None
-    p = win_rate_path(run, new, old, judge, source)
     return read_json(p) if p.is_file() else None

@@ -27,7 +27,7 @@ TINY = dict(lora_r=4, lora_alpha=8, judge_samples=2, judge_max_new_tokens=12, ev
 
 def srlite(*args):
     return subprocess.run([sys.executable, "-m", "selfreward_lite", *map(str, args)], capture_output=True, text=True,
-                          timeout=300)
+                          timeout=900)  # generous: the test machine may be shared
 
 
 def fake_round(run, t):
