@@ -3,6 +3,7 @@ win-rate counting, the bundled eval prompts, and `srlite report` on runs with li
 
 import json
 import re
+from types import SimpleNamespace
 
 import pytest
 
@@ -206,3 +207,38 @@ def test_report_on_a_fresh_run_and_a_partial_round(tmp_path):
     from rich.console import Console
 
     Console(width=200, record=True).print(report_tables(out))
+
+
+# --- the judging stage goes through the one engine, with its output format unchanged --------------
+
+def test_judge_candidates_uses_the_engine_and_keeps_its_format(tmp_path, monkeypatch):
+    import selfreward_lite.model as model_mod
+    from selfreward_lite.model import Sample
+    from selfreward_lite.runs import Run
+    from selfreward_lite.stages import judge_candidates, stage_seed
+
+    calls = []
+
+    def fake_generate(lm, texts, n, **kw):
+        calls.append((list(texts), n, kw))
+        replies = ["Fine. Score: 4", "Hmm.", "Score: 9", "Score: 2"]
+        return [[Sample(replies[(i * n + k) % 4], True, 3) for k in range(n)] for i in range(len(texts))]
+
+    monkeypatch.setattr(model_mod, "generate", fake_generate)
+    monkeypatch.setattr(model_mod, "render_chat", lambda tok, msgs: "<chat>" + msgs[0]["content"])
+    run = Run(tmp_path, preset_config("cpu", judge_samples=2))
+    cands = [{"id": f"r1-p0000-c{k}", "prompt_id": "r1-p0000", "prompt": "Name a fruit.", "response": r}
+             for k, r in enumerate(["Apple.", "Car."])]
+    write_jsonl(tmp_path / "candidates.jsonl", cands)
+    judge_candidates(run, 1, SimpleNamespace(tokenizer=None), tmp_path / "candidates.jsonl", tmp_path / "judgments.jsonl")
+
+    [(texts, n, kw)] = calls
+    assert n == 2 and kw["seed"] == stage_seed(run, 1, 3) and kw["max_new_tokens"] == run.cfg.judge_max_new_tokens
+    assert "Name a fruit." in texts[0] and "<response>Apple.</response>" in texts[0]
+    rows = [json.loads(line) for line in (tmp_path / "judgments.jsonl").read_text().splitlines()]
+    assert rows == [
+        {"id": "r1-p0000-c0-j0", "candidate_id": "r1-p0000-c0", "prompt_id": "r1-p0000", "text": "Fine. Score: 4", "score": 4, "parse": "ok"},
+        {"id": "r1-p0000-c0-j1", "candidate_id": "r1-p0000-c0", "prompt_id": "r1-p0000", "text": "Hmm.", "score": None, "parse": "no score"},
+        {"id": "r1-p0000-c1-j0", "candidate_id": "r1-p0000-c1", "prompt_id": "r1-p0000", "text": "Score: 9", "score": None, "parse": "out of range"},
+        {"id": "r1-p0000-c1-j1", "candidate_id": "r1-p0000-c1", "prompt_id": "r1-p0000", "text": "Score: 2", "score": 2, "parse": "ok"},
+    ]
