@@ -85,7 +85,7 @@ def win_rate_table(rates: list[dict]):
     for w in rates:
         t.add_row(f"{w['new']} vs {w['old']}", w["judge"], str(w["wins"]), str(w["losses"]), str(w["ties"]),
                   str(w["unparsed"]), _fmt(w["win_rate"], pct=True), _fmt(w["picked_first"], pct=True),
-                  f"{_fmt(w['mean_chars']['new'])} / {_fmt(w['mean_chars']['old'])}")
+                  _chars(w))
     return t
 
 
@@ -196,6 +196,8 @@ def markdown(data: dict, plots: dict[str, str]) -> str:
     if data["m1"]:
         out.append(f"M1 (SFT): {data['m1'].get('steps', '–')} steps, loss {_fmt(data['m1'].get('first_loss'))} → "
                    f"{_fmt(data['m1'].get('last_loss'))}.\n")
+    elif data["judge_quality"]:
+        out.append("M1 exists (no training summary in m1/metrics.json).\n")
     else:
         out.append("M1 has not been trained yet.\n")
     rows = []
@@ -235,7 +237,7 @@ def markdown(data: dict, plots: dict[str, str]) -> str:
     if not any(data["judge_quality"].values()):
         out.append("\nNot evaluated yet: run `srlite eval`.")
     wrows = [[f"{w['new']} vs {w['old']}", w["judge"], str(w["wins"]), str(w["losses"]), str(w["ties"]),
-              str(w["unparsed"]), _fmt(w["win_rate"], pct=True), f"{_fmt(w['mean_chars']['new'])} / {_fmt(w['mean_chars']['old'])}"]
+              str(w["unparsed"]), _fmt(w["win_rate"], pct=True), _chars(w)]
              for w in (r["win_rate"] for r in data["rounds"]) if w]
     out.append("\n## Instruction following\n\nThe newer model against the one before it on held-out prompts, each pair "
                "judged in both orders (A/B and B/A). Win rate = (wins + ties/2) / parsed verdicts.\n")
@@ -245,6 +247,11 @@ def markdown(data: dict, plots: dict[str, str]) -> str:
         out.append("\n## Plots\n")
         out += [f"![{title}]({name})\n" for title, name in plots.items()]
     return "\n".join(out) + "\n"
+
+
+def _chars(w: dict) -> str:
+    new, old = w["mean_chars"]["new"], w["mean_chars"]["old"]
+    return f"{new:.0f} / {old:.0f}" if new is not None and old is not None else "–"
 
 
 def _reasons(counts: dict | None) -> str:
