@@ -113,6 +113,9 @@ def judge(
         summary = judge_file(run_dir, input_file, round_, out, ui)
     except SrliteError as e:
         _fail(e)
+    except KeyboardInterrupt:
+        ui.info("[yellow]Interrupted.[/] Nothing was written.")
+        raise typer.Exit(code=130)
     ui.info(judge_file_table(summary))
 
 
@@ -134,6 +137,9 @@ def eval_(
         result = run_eval(run_dir, round_, eft, prompts, judge_, ui)
     except SrliteError as e:
         _fail(e)
+    except KeyboardInterrupt:
+        ui.info("[yellow]Interrupted.[/] Results finished so far are cached; run the same command again to continue.")
+        raise typer.Exit(code=130)
     ui.info(eval_tables(result))
 
 
