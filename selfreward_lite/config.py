@@ -79,8 +79,8 @@ class Config:
     gradient_checkpointing: bool = False  # trade compute for memory (on for GPU)
     # --- evaluation (srlite eval / report; evaluate.py) ---
     eval_each_round: bool = True  # at the end of each round, measure judge quality and the win rate of M_t+1 vs M_t
-    eval_questions: int = 3  # EFT eval questions (each with its ranked answers) used for judge quality; 0 = all
-    eval_prompts: int = 6  # held-out prompts answered by each model for the win rate; 0 = all
+    eval_questions: int = 2  # EFT eval questions (each with its ranked answers) used for judge quality; 0 = all
+    eval_prompts: int = 4  # held-out prompts answered by each model for the win rate; 0 = all
     eval_prompts_data: str = "bundled"  # the held-out prompt set: "bundled" or a JSONL file of {"prompt": ...}
     eval_max_new_tokens: int = 64  # token budget of an eval answer and of a pairwise verdict
     winrate_judge: str = "newest"  # who judges M_t+1 vs M_t: "newest" (M_t+1), "m<N>" (a fixed round's model), or a local model folder
