@@ -221,6 +221,70 @@ def import_oasst_cmd(
                f"({stats['eft ranked groups']} ranked groups) to {out}. Use: srlite init --ift {out / 'ift.jsonl'}")
 
 
+def judge(
+    input_file: Path = typer.Argument(..., help="JSONL: {\"prompt\", \"response\"} per line, or pairs {\"prompt\", \"a\", \"b\", \"label\": \"a\"|\"b\" (optional)}; an \"id\" is optional."),
+    round_: Optional[int] = typer.Option(None, "--round", "-r", min=0, help="Judge with M_N (M0 base, M1 after SFT, M_t+1 after round t). Default: the newest model."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder. Default: <run>/judge/<input name>-m<N>/."),
+    run_dir: Path = RUN_DIR,
+) -> None:
+    """Score any JSONL of answers (or answer pairs) with one of the run's models and the run's rubric."""
+    from .display import RichUI
+    from .judgefile import judge_file
+    from .report import judge_file_table
+
+    ui = RichUI()
+    try:
+        summary = judge_file(run_dir, input_file, round_, out, ui)
+    except SrliteError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        ui.info("[yellow]Interrupted.[/] Nothing was written.")
+        raise typer.Exit(code=130)
+    ui.info(judge_file_table(summary))
+
+
+@app.command(name="eval")
+def eval_(
+    round_: Optional[int] = typer.Option(None, "--round", "-r", min=0, help="Evaluate only M_N (and M_N vs M_N-1). Default: every model M1..newest."),
+    eft: Optional[Path] = typer.Option(None, "--eft", help="Ranked answers for judge quality: EFT-format JSONL (judge prompt -> judgment ending 'Score: N') or {\"prompt\", \"response\", \"score\"}. Default: the run's held-out EFT split."),
+    prompts: Optional[Path] = typer.Option(None, "--prompts", help="JSONL of {\"prompt\"} for the win rate. Default: config eval_prompts_data (bundled held-out prompts)."),
+    judge_: Optional[str] = typer.Option(None, "--judge", help="Win-rate judge: 'newest' (the newer model of each pair), 'm<N>', or a local model folder. Default: config winrate_judge."),
+    run_dir: Path = RUN_DIR,
+) -> None:
+    """Judge quality (pairwise accuracy, exact match, Spearman, Kendall) and win rate of each model; cached."""
+    from .display import RichUI
+    from .evaluate import run_eval
+    from .report import eval_tables
+
+    ui = RichUI()
+    try:
+        result = run_eval(run_dir, round_, eft, prompts, judge_, ui)
+    except SrliteError as e:
+        _fail(e)
+    except KeyboardInterrupt:
+        ui.info("[yellow]Interrupted.[/] Results finished so far are cached; run the same command again to continue.")
+        raise typer.Exit(code=130)
+    ui.info(eval_tables(result))
+
+
+@app.command()
+def report(
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder for report.md and the PNG plots. Default: <run>/report/."),
+    run_dir: Path = RUN_DIR,
+) -> None:
+    """Per-round summary in the terminal, plus report.md with plots. Uses what exists; computes nothing new."""
+    from .display import RichUI
+    from .report import build_report, report_tables
+
+    ui = RichUI()
+    try:
+        result = build_report(run_dir, out)
+    except SrliteError as e:
+        _fail(e)
+    ui.info(report_tables(result))
+    ui.info(f"Wrote {result['report']} ({len(result['plots'])} plots).")
+
+
 def main() -> None:
     app()
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,13 @@ class Config:
     checkpoint_steps: int = 10  # save training state every N optimizer steps, so a killed SFT/DPO continues there (0: never)
     # --- tracking ---
     report_to: str = "none"  # log training curves and round metrics: "none", "tensorboard" or "wandb" (under run_dir/logs)
+    # --- evaluation (srlite eval / report; evaluate.py) ---
+    eval_each_round: bool = True  # at the end of each round, measure judge quality and the win rate of M_t+1 vs M_t
+    eval_questions: int = 2  # EFT eval questions (each with its ranked answers) used for judge quality; 0 = all
+    eval_prompts: int = 4  # held-out prompts answered by each model for the win rate; 0 = all
+    eval_prompts_data: str = "bundled"  # the held-out prompt set: "bundled" or a JSONL file of {"prompt": ...}
+    eval_max_new_tokens: int = 64  # token budget of an eval answer and of a pairwise verdict
+    winrate_judge: str = "newest"  # who judges M_t+1 vs M_t: "newest" (M_t+1), "m<N>" (a fixed round's model), or a local model folder
 
 
 # Resuming with changed settings (see preflight.check_drift): fields that only change speed,
@@ -87,7 +95,8 @@ class Config:
 # (a round's artifacts must come from one setting) and may change between rounds.
 SAFE_TO_CHANGE = frozenset({
     "preset", "device", "gen_batch_size", "train_micro_batch_size", "gradient_checkpointing", "checkpoint_steps",
-    "report_to",
+    "report_to", "eval_each_round", "eval_questions", "eval_prompts", "eval_prompts_data", "eval_max_new_tokens",
+    "winrate_judge",  # evaluations are cached under a hash of their settings, apart from the round's artifacts
 })
 RUN_WIDE = frozenset({
     "model", "quantize", "dtype", "trust_remote_code", "seed", "ift_data", "eft_train_data", "eft_eval_data",
@@ -119,6 +128,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "gen_batch_size": 64,
         "train_micro_batch_size": 2,
         "gradient_checkpointing": True,
+        "eval_questions": 0,
+        "eval_prompts": 0,
+        "eval_max_new_tokens": 512,
     },
 }
 
@@ -135,7 +147,7 @@ _POSITIVE = (
     "response_max_new_tokens", "judge_samples", "judge_max_new_tokens", "dpo_batch_size",
     "max_length", "gen_batch_size", "train_micro_batch_size", "sft_epochs", "dpo_epochs",
     "sft_learning_rate", "dpo_learning_rate", "dpo_beta", "temperature", "judge_temperature",
-    "prompt_temperature",
+    "prompt_temperature", "eval_max_new_tokens",
 )
 
 
@@ -189,6 +201,11 @@ def config_from_dict(values: dict[str, Any], source: str) -> Config:
         raise SrliteError(f"{source}: field 'prompt_min_words' must be between 1 and prompt_max_words.")
     if cfg.checkpoint_steps < 0:
         raise SrliteError(f"{source}: field 'checkpoint_steps' must be >= 0 (0: no training checkpoints).")
+    for name in ("eval_questions", "eval_prompts"):
+        if getattr(cfg, name) < 0:
+            raise SrliteError(f"{source}: field {name!r} must be >= 0 (0 = all), got {getattr(cfg, name)!r}.")
+    if not (cfg.winrate_judge == "newest" or re.fullmatch(r"m[0-9]+", cfg.winrate_judge) or cfg.winrate_judge.strip()):
+        raise SrliteError(f"{source}: field 'winrate_judge' must be 'newest', 'm<N>' or a model folder.")
     if cfg.pair_min_margin < 0:
         raise SrliteError(f"{source}: field 'pair_min_margin' must be >= 0.")
     return cfg

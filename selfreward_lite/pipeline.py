@@ -20,7 +20,7 @@ from . import interrupts
 from . import stages as S
 from .display import QuietUI
 from .preflight import preflight, remove_stale_temporaries, snapshot_config
-from .runs import Run, open_run, run_lock
+from .runs import EVAL, Run, open_run, run_lock
 
 
 class ModelSlot:
@@ -44,6 +44,10 @@ class ModelSlot:
         lm = self._load()
         activate(lm.model, lm.adapter_names, train_new=True)
         return lm
+
+    def release(self) -> None:
+        """Drop M_t from memory (the evaluation loads the models it needs one at a time)."""
+        self._lm = None
 
     def _load(self):
         if self._lm is None:
@@ -92,6 +96,12 @@ def run_round(run: Run, t: int, ui=QuietUI()) -> dict:
     step(run, ui, f"DPO -> M{t + 1}", rd / S.ADAPTER,
          lambda out: S.train_round_adapter(run, t, m_t.trainer(), rd / S.PAIRS, out, ui))
     step(run, ui, "round summary", rd / S.METRICS, lambda out: S.summarize_round(run, t, out))
+    if run.cfg.eval_each_round:
+        from .evaluate import evaluate_round
+
+        m_t.release()
+        step(run, ui, f"evaluation: judge quality of M{t} and M{t + 1}, M{t + 1} vs M{t}", rd / EVAL,
+             lambda out: evaluate_round(run, t, out, ui))
     return read_json(rd / S.METRICS)
 
 
@@ -114,5 +124,10 @@ def iterate(run_dir: Path, rounds: int, ui=QuietUI(), force: bool = False) -> li
             if not done_before:
                 ui.round_table(f"Round {t}: M{t} -> M{t + 1}", metrics)
                 log_round_metrics(run.cfg, run.dir, t, metrics)
+                if (run.round_dir(t) / EVAL).is_file():
+                    from .artifacts import read_json
+                    from .report import round_eval_table
+
+                    ui.info(round_eval_table(read_json(run.round_dir(t) / EVAL)))
             results.append(metrics)
     return results

@@ -34,6 +34,7 @@ PROMPTS, CANDIDATES, JUDGMENTS, PAIRS, ADAPTER, METRICS = (
     "prompts.jsonl", "candidates.jsonl", "judgments.jsonl", "pairs.jsonl", "adapter", "metrics.json",
 )
 LOCK = ".lock"  # flock()ed by the process working on the run
+EVAL = "eval.json"  # roundN/eval.json: the end-of-round evaluation (evaluate.py); details cached under eval/
 SEED_FILES = {"ift": "ift.jsonl", "eft_train": "eft_train.jsonl", "eft_eval": "eft_eval.jsonl"}
 LIBRARIES = ("torch", "transformers", "peft", "trl", "datasets", "bitsandbytes", "unsloth", "selfreward-lite")
 

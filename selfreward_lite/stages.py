@@ -16,7 +16,7 @@ from .artifacts import read_json, read_jsonl, write_json, write_jsonl
 from .data import first_user_text, split_prompt_completion
 from .display import QuietUI
 from .journal import Journal, complete_groups
-from .judge import build_judge_prompt, load_rubric, mean_score, parse_score
+from .judge import load_rubric, mean_score
 from .oom import with_backoff
 from .pairs import select_pairs
 from .prompts import STOP, PromptFilter, extract_prompt, few_shot_prompt
@@ -206,7 +206,7 @@ def sample_candidates(run: Run, t: int, lm, prompts_file: Path, out: Path, ui=Qu
 # --- 3. LLM-as-a-Judge: the same model scores every candidate K times ---------------------
 
 def judge_candidates(run: Run, t: int, lm, candidates_file: Path, out: Path, ui=QuietUI()) -> None:
-    from .model import render_chat
+    from . import scoring
 
     cfg = run.cfg
     rubric = load_rubric(cfg.rubric)
@@ -214,24 +214,14 @@ def judge_candidates(run: Run, t: int, lm, candidates_file: Path, out: Path, ui=
     done = {r["candidate_id"] for r in journal.load(complete_groups("candidate_id", cfg.judge_samples))}
     cands = [{**c, "_done": c["id"] in done} for c in read_jsonl(candidates_file)]
 
-    def text_of(c: dict) -> str:
-        return render_chat(lm.tokenizer, [{"role": "user", "content": build_judge_prompt(c["prompt"], c["response"], rubric)}])
-
     def rows_of(c: dict, group) -> list[dict]:
-        rows = []
-        for k, s in enumerate(group):
-            parsed = parse_score(s.text)
-            rows.append({"id": f"{c['id']}-j{k}", "candidate_id": c["id"], "prompt_id": c["prompt_id"],
-                         "text": s.text, "score": parsed.score, "parse": parsed.status})
-        return rows
+        return [{"id": f"{c['id']}-j{r['sample']}", "candidate_id": c["id"], "prompt_id": c["prompt_id"],
+                 "text": r["text"], "score": r["score"], "parse": r["parse"]} for r in scoring.parse_judgments(c, group)]
 
     with ui.progress("candidates judged", total=len(cands)) as advance:
         advance(len(done))
-        _generate_journaled(
-            run, t, 3, lm, journal, cands, cfg.judge_samples, text_of, rows_of,
-            {"temperature": cfg.judge_temperature, "top_p": cfg.judge_top_p, "max_new_tokens": cfg.judge_max_new_tokens},
-            advance,
-        )
+        _generate_journaled(run, t, 3, lm, journal, cands, cfg.judge_samples,
+                            lambda c: scoring.judge_text(lm, rubric, c), rows_of, scoring.sampling(cfg), advance)
     by_id = {r["id"]: r for r in journal.load()}
     journal.finish([by_id[f"{c['id']}-j{k}"] for c in cands for k in range(cfg.judge_samples)])
 

@@ -28,6 +28,8 @@ TINY = [
     "--set", "prompt_max_new_tokens=40", "--set", "response_max_new_tokens=40",
     "--set", "judge_max_new_tokens=96", "--set", "sft_epochs=2", "--set", "dpo_epochs=1",
     "--set", "gen_batch_size=4",  # < prompts_per_round: several batches/chunks per stage, so kills land inside
+    # the automatic end-of-round evaluation runs too, on 1 EFT question and 2 held-out prompts
+    "--set", "eval_questions=1", "--set", "eval_prompts=2", "--set", "eval_max_new_tokens=24",
 ]
 IFT_SLICE = 24
 
@@ -112,6 +114,7 @@ def test_init_and_iterate(reference):
     assert len(read_jsonl(run / "seed" / "ift.jsonl")) == IFT_SLICE
     out = reference["stdout"]
     assert "Round 1: M1 -> M2" in out and "Round 2: M2 -> M3" in out and "parse rate" in out
+    assert "Judge quality" in out  # the end-of-round evaluation ran and was shown
     for t in (1, 2):
         check_round(run / f"round{t}", cfg)
         assert json.loads((run / f"round{t}" / "config.json").read_text()) == cfg  # settings of the round
@@ -128,6 +131,17 @@ def test_init_and_iterate(reference):
     r = srlite("status", "-d", run)
     assert r.returncode == 0 and "round 2" in r.stdout
 
+    # Each round evaluated M_t and M_t+1 (M2's judge quality computed once, in round 1) and M_t+1 vs M_t.
+    for t in (1, 2):
+        ev = json.loads((run / f"round{t}" / "eval.json").read_text())
+        assert set(ev["judge_quality"]) == {f"M{t}", f"M{t + 1}"}
+        assert ev["win_rate"]["verdicts"] == 4
+    assert json.loads((run / "round2" / "eval.json").read_text())["judge_quality"]["M2"] == \
+        json.loads((run / "round1" / "eval.json").read_text())["judge_quality"]["M2"]
+    r = srlite("report", "-d", run)
+    assert r.returncode == 0, r.stderr
+    assert (run / "report" / "report.md").is_file() and (run / "report" / "win_rate.png").is_file()
+
 
 def start(run: Path):
     # A shell running us in the background may have set SIGINT to "ignore", which the child would
@@ -140,7 +154,8 @@ def start(run: Path):
 def test_kill_anywhere_then_resume_gives_the_same_records(reference, tmp_path):
     ref = reference["run"]
     run = tmp_path / "run"
-    r = srlite("init", "-d", run, "--preset", "cpu", "--ift", reference["ift"], *TINY)
+    # The same settings (the evaluation after the round is left out: it is not what is tested here).
+    r = srlite("init", "-d", run, "--preset", "cpu", "--ift", reference["ift"], *TINY, "--set", "eval_each_round=false")
     assert r.returncode == 0, r.stderr
     shutil.copytree(ref / "m1", run / "m1")  # same M1 (its own kill/restart is the DPO case below)
     rd = run / "round1"
