@@ -26,6 +26,7 @@ class Config:
     preset: str = "cpu"  # which preset filled the defaults: "cpu" or "gpu" (informational)
     quantize: str = "auto"  # "4bit" (NF4 via bitsandbytes), "none", or "auto" (4bit when CUDA is present)
     device: str = "auto"  # "auto", "cpu" or "cuda"
+    backend: str = "auto"  # "unsloth" (CUDA + the unsloth extra: fused 4-bit LoRA kernels), "hf" (transformers + PEFT), or "auto" (unsloth where it can run)
     dtype: str = "auto"  # "auto" (bfloat16 on CUDA and on CPUs with native bf16, else float32), "bfloat16", "float32"
     trust_remote_code: bool = False  # allow model repos to run their own Python code (off: safety)
     seed: int = 0  # seeds every sampling and training stage (stage seeds derive from it)
@@ -109,6 +110,7 @@ _CHOICES = {
     "preset": ("cpu", "gpu"),
     "quantize": ("auto", "4bit", "none"),
     "device": ("auto", "cpu", "cuda"),
+    "backend": ("auto", "unsloth", "hf"),
     "dtype": ("auto", "bfloat16", "float32"),
 }
 _POSITIVE = (

@@ -29,25 +29,21 @@ class ModelSlot:
 
     def sampler(self):
         """M_t for generation: the frozen stack without the (zero) trainable adapter."""
-        from .model import activate
+        from .backend import for_sampling
 
-        lm = self._load()
-        activate(lm.model, lm.adapter_names[:-1], train_new=False)
-        return lm
+        return for_sampling(self._load())
 
     def trainer(self):
         """M_t + a fresh trainable adapter, for SFT/DPO."""
-        from .model import activate
+        from .backend import for_training
 
-        lm = self._load()
-        activate(lm.model, lm.adapter_names, train_new=True)
-        return lm
+        return for_training(self._load())
 
     def _load(self):
         if self._lm is None:
-            from .model import load_stack
+            from .backend import load_model
 
-            self._lm = load_stack(self.run.cfg, self.adapter_dirs, train_new=True)
+            self._lm = load_model(self.run.cfg, self.adapter_dirs, train_new=True)
         return self._lm
 
 
@@ -93,6 +89,9 @@ def run_round(run: Run, t: int, ui=QuietUI()) -> dict:
 def iterate(run_dir: Path, rounds: int, ui=QuietUI()) -> list[dict]:
     """Bring the run to `rounds` completed rounds (building M1 first if needed)."""
     run = open_run(run_dir)
+    from .backend import prepare
+
+    prepare(run.cfg)  # picks hf/unsloth; unsloth must be imported before the libraries it patches
     build_m1(run, ui)
     results = []
     for t in range(1, rounds + 1):
