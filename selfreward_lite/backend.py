@@ -42,7 +42,7 @@ def resolve_backend(cfg: Config) -> str:
         why = "device is 'cpu'" if cfg.device == "cpu" else "no CUDA GPU is visible"
         raise SrliteError(
             f"config: backend is 'unsloth' but {why}; Unsloth's kernels need a CUDA GPU. "
-            "Fix: set backend to 'auto' or 'hf' (srlite init --set backend=auto), or run on a CUDA machine."
+            "Fix: set backend to 'auto' or 'hf' in config.json (srlite init --set backend=auto), or run on a CUDA machine."
         )
     if not _unsloth_installed():
         raise SrliteError(
