@@ -76,3 +76,39 @@ def test_import_failure_is_a_clear_error(monkeypatch):
     with pytest.raises(SrliteError, match="could not import unsloth") as e:
         unsloth_backend.import_unsloth()
     assert "selfreward-lite[unsloth]" in str(e.value) and "'hf'" in str(e.value)
+
+
+def test_trl_115_on_cpu_is_a_clear_error(monkeypatch):
+    """The unsloth extra pins trl 1.15, whose DPO kernel is Triton-only: on CPU, say so and name the fix."""
+    import importlib.metadata
+    import sys
+
+    from selfreward_lite.model import LoadedModel
+    from selfreward_lite.train import _check_trl_runs_here
+
+    monkeypatch.delitem(sys.modules, "unsloth", raising=False)
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "1.15.0" if name == "trl" else real(name))
+    lm = LoadedModel(None, None, [], "cpu", None)
+    with pytest.raises(SrliteError, match=r'pip install "trl>=1.16"'):
+        _check_trl_runs_here(lm)
+    _check_trl_runs_here(LoadedModel(None, None, [], "cuda", None))  # fine on a GPU
+
+
+def test_cli_reports_unusable_backend_without_traceback(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is present")
+    env = {**os.environ, "SRLITE_RUN_DIR": str(tmp_path / "run")}
+    run = lambda *a: subprocess.run([sys.executable, "-m", "selfreward_lite", *a], capture_output=True,  # noqa: E731
+                                    text=True, env=env, timeout=120)
+    assert run("init", "--preset", "cpu", "--set", "backend=unsloth").returncode == 0
+    r = run("iterate", "--rounds", "1")
+    assert r.returncode != 0
+    out = r.stdout + r.stderr
+    assert "backend is 'unsloth'" in out and "Traceback" not in out
