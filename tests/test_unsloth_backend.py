@@ -76,8 +76,8 @@ def fake_unsloth(monkeypatch):
 
 
 def cfg_for_test(**kw):
-    return preset_config("cpu", dtype="float32", lora_r=4, lora_alpha=8, dpo_epochs=1.0, dpo_batch_size=2,
-                         train_micro_batch_size=2, **kw)
+    return preset_config("cpu", dtype="float32", lora_r=4, lora_alpha=8, dpo_epochs=1.0, dpo_batch_size=1,
+                         train_micro_batch_size=1, **kw)
 
 
 def random_adapter(cfg, below, out, seed):
@@ -94,10 +94,7 @@ def mlp_kernels(lm):
     return ["forward" in layer.mlp.__dict__ for layer in lm.model.get_base_model().model.layers]
 
 
-PAIRS = [
-    {"id": "a", "prompt": "What is the capital of France?", "chosen": "Paris.", "rejected": "France is big."},
-    {"id": "b", "prompt": "How many legs does a spider have?", "chosen": "Eight.", "rejected": "Six."},
-]
+PAIRS = [{"id": "a", "prompt": "What is the capital of France?", "chosen": "Paris.", "rejected": "France is big."}]
 
 
 def test_stack_folds_kernels_swap_and_dpo_reference_is_m_t(tmp_path, embedded, fake_unsloth):
@@ -146,7 +143,7 @@ def test_stack_folds_kernels_swap_and_dpo_reference_is_m_t(tmp_path, embedded, f
     U.sampling_mode(lm)
     assert lm.model.active_adapters == [FOLDED] and all(mlp_kernels(lm))
     texts = [render_chat(lm.tokenizer, [{"role": "user", "content": "Name a color."}])]
-    out = generate(lm, texts, 2, temperature=0.7, top_p=0.9, max_new_tokens=4, batch_size=4, seed=0)
+    out = generate(lm, texts, 2, temperature=0.7, top_p=0.9, max_new_tokens=2, batch_size=4, seed=0)
     assert len(out[0]) == 2
 
 
