@@ -27,6 +27,7 @@ class Config:
     preset: str = "cpu"  # which preset filled the defaults: "cpu" or "gpu" (informational)
     quantize: str = "auto"  # "4bit" (NF4 via bitsandbytes), "none", or "auto" (4bit when CUDA is present)
     device: str = "auto"  # "auto", "cpu" or "cuda"
+    backend: str = "auto"  # "unsloth" (CUDA + the unsloth extra: fused 4-bit LoRA kernels), "hf" (transformers + PEFT), or "auto" (unsloth where it can run)
     dtype: str = "auto"  # "auto" (bfloat16 on CUDA and on CPUs with native bf16, else float32), "bfloat16", "float32"
     trust_remote_code: bool = False  # allow model repos to run their own Python code (off: safety)
     seed: int = 0  # seeds every sampling and training stage (stage seeds derive from it)
@@ -95,7 +96,7 @@ class Config:
 # (a round's artifacts must come from one setting) and may change between rounds.
 SAFE_TO_CHANGE = frozenset({
     "preset", "device", "gen_batch_size", "train_micro_batch_size", "gradient_checkpointing", "checkpoint_steps",
-    "report_to", "eval_each_round", "eval_questions", "eval_prompts", "eval_prompts_data", "eval_max_new_tokens",
+    "backend", "report_to", "eval_each_round", "eval_questions", "eval_prompts", "eval_prompts_data", "eval_max_new_tokens",
     "winrate_judge",  # evaluations are cached under a hash of their settings, apart from the round's artifacts
 })
 RUN_WIDE = frozenset({
@@ -138,6 +139,7 @@ _CHOICES = {
     "preset": ("cpu", "gpu"),
     "quantize": ("auto", "4bit", "none"),
     "device": ("auto", "cpu", "cuda"),
+    "backend": ("auto", "unsloth", "hf"),
     "dtype": ("auto", "bfloat16", "float32"),
     "report_to": ("none", "tensorboard", "wandb"),
 }

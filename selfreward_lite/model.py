@@ -188,6 +188,7 @@ class LoadedModel:
     adapter_names: list[str]  # active adapters, oldest first (TRAINABLE last when training)
     device: str
     dtype: object  # torch dtype of the (non-quantised) weights and compute
+    backend: str = "hf"  # which module loaded it: "hf" (this one) or "unsloth" (unsloth_backend)
 
 
 def load_stack(cfg: Config, adapter_dirs: Sequence[Path], train_new: bool = False, dtype=None) -> LoadedModel:
@@ -274,7 +275,7 @@ def fold_stack(lm: LoadedModel, name: str = FOLDED) -> LoadedModel:
     model.add_weighted_adapter(names, [1.0] * len(names), name, combination_type="cat")
     activate(model, [name], train_new=False)
     model.eval()
-    return LoadedModel(model, lm.tokenizer, [name], lm.device, lm.dtype)
+    return LoadedModel(model, lm.tokenizer, [name], lm.device, lm.dtype, lm.backend)
 
 
 def merge_stack(lm: LoadedModel):
@@ -351,7 +352,8 @@ def generate(
         if stop_strings:
             kwargs.update(stop_strings=list(stop_strings), tokenizer=tok)
         with torch.inference_mode(), _batch_attention(lm):
-            if n > 1 and share_prefill:
+            # Unsloth's fast decoding keeps its own KV cache: it gets num_return_sequences instead.
+            if n > 1 and share_prefill and lm.backend == "hf":
                 enc = _shared_prefill(model, enc, n)
             else:
                 kwargs["num_return_sequences"] = n

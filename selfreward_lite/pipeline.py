@@ -31,19 +31,15 @@ class ModelSlot:
 
     def sampler(self):
         """M_t for generation: the frozen stack without the (zero) trainable adapter."""
-        from .model import activate
+        from .backend import for_sampling
 
-        lm = self._load()
-        activate(lm.model, lm.adapter_names[:-1], train_new=False)
-        return lm
+        return for_sampling(self._load())
 
     def trainer(self):
         """M_t + a fresh trainable adapter, for SFT/DPO."""
-        from .model import activate
+        from .backend import for_training
 
-        lm = self._load()
-        activate(lm.model, lm.adapter_names, train_new=True)
-        return lm
+        return for_training(self._load())
 
     def release(self) -> None:
         """Drop M_t from memory (the evaluation loads the models it needs one at a time)."""
@@ -51,9 +47,9 @@ class ModelSlot:
 
     def _load(self):
         if self._lm is None:
-            from .model import load_stack
+            from .backend import load_model
 
-            self._lm = load_stack(self.run.cfg, self.adapter_dirs, train_new=True)
+            self._lm = load_model(self.run.cfg, self.adapter_dirs, train_new=True)
         return self._lm
 
 
@@ -116,6 +112,9 @@ def iterate(run_dir: Path, rounds: int, ui=QuietUI(), force: bool = False) -> li
     with run_lock(run):
         preflight(run, rounds, force)
         check_report_to(run.cfg)
+        from .backend import prepare
+
+        prepare(run.cfg)  # picks hf/unsloth; unsloth must be imported before the libraries it patches
         build_m1(run, ui)
         results = []
         for t in range(1, rounds + 1):

@@ -130,10 +130,13 @@ def estimate_bytes(run: Run, rounds: int) -> int:
 
 def _adapter_bytes(cfg: Config) -> int:
     """LoRA parameters (float32) from the model's config when it is a local folder, else a guess."""
-    from .model import resolve_model_path
+    from .model import cache_root
 
+    # Never convert the embedded model here: that would import transformers before the backend
+    # (Unsloth must be imported first) and before the checks are done.
+    folder = cache_root() / "smollm2-135m-instruct" if cfg.model == "embedded" else Path(cfg.model)
     try:
-        path = Path(resolve_model_path(cfg.model)) / "config.json"
+        path = folder / "config.json"
         mc = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
     except (OSError, ValueError, SrliteError):
         mc = None

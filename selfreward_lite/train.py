@@ -224,6 +224,21 @@ def _stacked_dpo_trainer_class():
     return StackedDPOTrainer
 
 
+def _check_trl_runs_here(lm: LoadedModel) -> None:
+    """TRL 1.15 (what the unsloth extra pins) computes DPO log-probs with a Triton-only kernel that
+    fails on CPU, unless unsloth was imported first (its CPU fallback patches it); 1.16 has a CPU path."""
+    import sys
+    from importlib.metadata import version
+
+    from packaging.version import Version
+
+    if lm.device == "cpu" and Version(version("trl")) < Version("1.16") and "unsloth" not in sys.modules:
+        raise SrliteError(
+            f"DPO on CPU needs trl>=1.16 (installed: trl {version('trl')}, which the unsloth extra pins for "
+            'CUDA machines). Fix: pip install "trl>=1.16" (the unsloth extra is for CUDA GPUs only).'
+        )
+
+
 def train_dpo(cfg: Config, lm: LoadedModel, pairs: list[dict], on_step=None, checkpoint_dir: Path | None = None,
               log_dir=None) -> dict:
     """DPO of the trainable adapter on top of the frozen stack; returns metrics and reference log-probs.
@@ -233,6 +248,7 @@ def train_dpo(cfg: Config, lm: LoadedModel, pairs: list[dict], on_step=None, che
     from datasets import Dataset
     from trl import DPOConfig
 
+    _check_trl_runs_here(lm)
     if not pairs:
         raise SrliteError("No preference pairs to train on.")
     if lm.adapter_names[-1:] != [TRAINABLE]:
