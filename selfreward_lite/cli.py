@@ -221,6 +221,7 @@ def import_oasst_cmd(
                f"({stats['eft ranked groups']} ranked groups) to {out}. Use: srlite init --ift {out / 'ift.jsonl'}")
 
 
+@app.command()
 def judge(
     input_file: Path = typer.Argument(..., help="JSONL: {\"prompt\", \"response\"} per line, or pairs {\"prompt\", \"a\", \"b\", \"label\": \"a\"|\"b\" (optional)}; an \"id\" is optional."),
     round_: Optional[int] = typer.Option(None, "--round", "-r", min=0, help="Judge with M_N (M0 base, M1 after SFT, M_t+1 after round t). Default: the newest model."),
