@@ -113,7 +113,7 @@ def status_table(info: dict):
     t = Table(title=f"{info['run_dir']}  (model: {info['model']}, preset: {info['preset']})")
     for col in ("model", "prompts", "candidates", "judgments", "pairs", "adapter", "state"):
         t.add_column(col)
-    t.add_row("M1 (SFT)", "", "", "", "", "✓" if info["m1"] else "–", "done" if info["m1"] else "not started")
+    t.add_row("M1 (SFT)", "", "", "", "", "✓" if info["m1"] else "–", "done" if info["m1"] else "in progress" if info.get("m1_started") else "not started")
     for r in info["rounds"]:
         t.add_row(
             f"round {r['round']}: M{r['round']} → M{r['round'] + 1}",

@@ -215,6 +215,7 @@ def run_status(run: Run) -> dict:
         "model": run.cfg.model,
         "preset": run.cfg.preset,
         "m1": m1.is_file(),
+        "m1_started": (run.m1_dir / "config.json").is_file(),  # settings snapshot: SFT has begun
         "rounds": rounds,
         "completed_rounds": run.completed_rounds(),
         "manifest": run.manifest(),
