@@ -34,3 +34,18 @@ def srlite(*args, env=None, timeout=120, **kw):
     full_env = {**os.environ, **(env or {})}
     return subprocess.run([sys.executable, "-m", "selfreward_lite", *map(str, args)], capture_output=True,
                           text=True, env=full_env, timeout=timeout, check=False, **kw)
+
+
+def random_adapter(cfg, below, out, seed, std=0.05):
+    """A stand-in for a trained adapter on top of `below`: B drawn at random so it changes the model."""
+    import torch
+
+    from selfreward_lite.model import TRAINABLE, load_stack, save_adapter
+
+    lm = load_stack(cfg, below, train_new=True)
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, p in lm.model.named_parameters():
+            if f"lora_B.{TRAINABLE}." in name:
+                p.normal_(0, std)
+    save_adapter(lm, out, "stand_in.json", {"seed": seed})

@@ -5,24 +5,16 @@ import json
 import pytest
 import torch
 
+from conftest import random_adapter
 from selfreward_lite.config import preset_config
 from selfreward_lite.errors import SrliteError
 from selfreward_lite.export import export_model
-from selfreward_lite.model import TRAINABLE, load_stack, save_adapter
+from selfreward_lite.model import load_stack
 from selfreward_lite.runs import init_run
 
 TEXT = "The capital of France is"
 
 
-def random_adapter(cfg, below, out, seed):
-    """A stand-in for a trained adapter: B drawn at random so the adapter changes the model."""
-    lm = load_stack(cfg, below, train_new=True)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, p in lm.model.named_parameters():
-            if f"lora_B.{TRAINABLE}." in name:
-                p.normal_(0, 0.05)
-    save_adapter(lm, out, "stand_in.json", {"seed": seed})
 
 
 @pytest.fixture(scope="module")

@@ -2,18 +2,11 @@
 
 import torch
 
+from conftest import random_adapter
 from selfreward_lite.config import preset_config
-from selfreward_lite.model import FOLDED, TRAINABLE, fold_stack, load_stack, save_adapter
+from selfreward_lite.model import FOLDED, fold_stack, load_stack
 
 
-def random_adapter(cfg, below, out, seed):
-    lm = load_stack(cfg, below, train_new=True)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, p in lm.model.named_parameters():
-            if f"lora_B.{TRAINABLE}." in name:
-                p.normal_(0, 0.05)
-    save_adapter(lm, out, "stand_in.json", {"seed": seed})
 
 
 def test_folded_adapter_equals_stack(tmp_path, embedded):

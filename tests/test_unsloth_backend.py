@@ -13,9 +13,10 @@ import types
 import pytest
 import torch
 
+from conftest import random_adapter
 from selfreward_lite import unsloth_backend as U
 from selfreward_lite.config import preset_config
-from selfreward_lite.model import FOLDED, TRAINABLE, completion_logprobs, generate, load_stack, render_chat, save_adapter
+from selfreward_lite.model import FOLDED, TRAINABLE, completion_logprobs, generate, load_stack, render_chat
 
 
 def fused_mlp(self, x):
@@ -80,14 +81,6 @@ def cfg_for_test(**kw):
                          train_micro_batch_size=1, **kw)
 
 
-def random_adapter(cfg, below, out, seed):
-    lm = load_stack(cfg, below, train_new=True)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, p in lm.model.named_parameters():
-            if f"lora_B.{TRAINABLE}." in name:
-                p.normal_(0, 0.05)
-    save_adapter(lm, out, "stand_in.json", {"seed": seed})
 
 
 def mlp_kernels(lm):
