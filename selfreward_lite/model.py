@@ -191,18 +191,11 @@ class LoadedModel:
     backend: str = "hf"  # which module loaded it: "hf" (this one) or "unsloth" (unsloth_backend)
 
 
-def load_stack(cfg: Config, adapter_dirs: Sequence[Path], train_new: bool = False, dtype=None) -> LoadedModel:
-    """M_t = base + adapters (frozen); with train_new, a zero-initialised trainable adapter on top.
+def load_adapters(base, adapter_dirs: Sequence[Path]):
+    """The frozen adapters m1..mt on `base` (safetensors only); returns (model, names)."""
+    from peft import PeftModel
 
-    `dtype` overrides the config's compute dtype (export loads the base in its own precision).
-    """
-    quiet_libraries()  # before peft, which imports bitsandbytes
-    from peft import LoraConfig, PeftModel, get_peft_model
-
-    base = load_base(cfg, dtype)
-    tok = load_tokenizer(cfg)
-    model = base
-    names: list[str] = []
+    model, names = base, []
     for i, d in enumerate(adapter_dirs, start=1):
         name = f"m{i}"
         if not (Path(d) / "adapter_config.json").is_file():
@@ -215,6 +208,21 @@ def load_stack(cfg: Config, adapter_dirs: Sequence[Path], train_new: bool = Fals
         else:
             model.load_adapter(str(d), adapter_name=name, is_trainable=False)
         names.append(name)
+    return model, names
+
+
+def load_stack(cfg: Config, adapter_dirs: Sequence[Path], train_new: bool = False, dtype=None) -> LoadedModel:
+    """M_t = base + adapters (frozen); with train_new, a zero-initialised trainable adapter on top.
+
+    `dtype` overrides the config's compute dtype (export loads the base in its own precision).
+    """
+    quiet_libraries()  # before peft, which imports bitsandbytes
+    from peft import LoraConfig, get_peft_model
+
+    base = load_base(cfg, dtype)
+    tok = load_tokenizer(cfg)
+    model = base
+    model, names = load_adapters(base, adapter_dirs)
     if train_new:
         import torch
 

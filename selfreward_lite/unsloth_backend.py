@@ -35,6 +35,7 @@ from typing import Sequence
 from .config import Config
 from .errors import SrliteError
 from .model import (
+    load_adapters,
     FOLDED,
     TRAINABLE,
     LoadedModel,
@@ -84,7 +85,7 @@ def load_stack(cfg: Config, adapter_dirs: Sequence[Path], train_new: bool = True
     """M_t through FastLanguageModel: the stack folded into one frozen adapter (+ a new trainable one)."""
     FastLanguageModel = import_unsloth()
     quiet_libraries()
-    from peft import LoraConfig, PeftModel
+    from peft import LoraConfig
 
     gc_mode = gradient_checkpointing_mode(cfg)
     try:
@@ -107,16 +108,7 @@ def load_stack(cfg: Config, adapter_dirs: Sequence[Path], train_new: bool = True
     plain = _kernel_state(model)  # Unsloth's unfused projection path, as loaded
     lm = LoadedModel(model, tok, [], resolve_device(cfg), resolve_dtype(cfg), backend="unsloth")
 
-    stack = []
-    for i, d in enumerate(adapter_dirs, start=1):
-        if not (Path(d) / "adapter_config.json").is_file():
-            raise SrliteError(f"{d}: adapter is missing (no adapter_config.json); the run directory is incomplete.")
-        name = f"m{i}"
-        if i == 1:
-            model = PeftModel.from_pretrained(model, str(d), adapter_name=name, is_trainable=False)
-        else:
-            model.load_adapter(str(d), adapter_name=name, is_trainable=False)
-        stack.append(name)
+    model, stack = load_adapters(model, adapter_dirs)
     if stack:
         lm = fold_stack(LoadedModel(model, tok, stack, lm.device, lm.dtype, backend="unsloth"))
         for name in stack:
