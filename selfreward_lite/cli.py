@@ -42,7 +42,7 @@ def init(
     set_: List[str] = typer.Option([], "--set", help="Override any config field, e.g. --set prompts_per_round=64 (repeatable). See config.json for all fields."),
 ) -> None:
     """Create a run: resolved config.json, validated copies of the seed data, and a manifest."""
-    from .runs import init_run, parse_overrides
+    from .run.rundir import init_run, parse_overrides
 
     try:
         overrides = parse_overrides(set_)
@@ -51,7 +51,7 @@ def init(
             if value is not None:
                 overrides[key] = str(Path(value).resolve()) if Path(value).exists() else value
         if preset == "auto":
-            from .model import cuda_available
+            from .models.hf import cuda_available
 
             preset = "gpu" if cuda_available() else "cpu"
         run = init_run(run_dir, preset=preset, overrides=overrides)
@@ -74,9 +74,9 @@ def iterate(
     """
     import signal
 
-    from .display import RichUI
-    from .interrupts import Interrupted, graceful_stop
-    from .pipeline import iterate as run_iterate
+    from .report.display import RichUI
+    from .run.interrupts import Interrupted, graceful_stop
+    from .loop.pipeline import iterate as run_iterate
 
     ui = RichUI()
     again = f"srlite iterate --rounds {rounds} --run-dir {run_dir}"
@@ -101,8 +101,8 @@ def iterate(
 @app.command()
 def status(run_dir: Path = RUN_DIR) -> None:
     """Show what exists in the run: M1, each round's artifacts and counts."""
-    from .display import status_table
-    from .runs import open_run, run_status
+    from .report.display import status_table
+    from .run.rundir import open_run, run_status
 
     try:
         info = run_status(open_run(run_dir))
@@ -126,7 +126,7 @@ def chat(
     """Talk to M_N with its chat template: multi-turn (/exit or Ctrl-D quits, /reset clears), or one-shot with --prompt."""
     import sys
 
-    from .chat import chat_loop, load_chat
+    from .tools.chat import chat_loop, load_chat
 
     overrides = dict(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, system=system)
     try:
@@ -162,7 +162,7 @@ def export(
     run_dir: Path = RUN_DIR,
 ) -> None:
     """Export M_N (merged model, folded adapter, optional GGUF) and/or round N's pairs for TRL."""
-    from .export import export_model, export_pairs
+    from .tools.export import export_model, export_pairs
 
     try:
         if out is None and pairs is None:
@@ -193,7 +193,7 @@ def import_messages_cmd(
     force: bool = typer.Option(False, "--force", help="Replace an existing file."),
 ) -> None:
     """Validate a conversational `messages` dataset and write it as JSONL (for init --ift/--eft/--eft-eval)."""
-    from .importers import import_messages
+    from .tools.importers import import_messages
 
     try:
         n = import_messages(source, out, force=force)
@@ -211,7 +211,7 @@ def import_oasst_cmd(
     force: bool = typer.Option(False, "--force", help="Replace an existing non-empty folder."),
 ) -> None:
     """IFT seed (first-turn prompts + rank-0 replies) and EFT evaluation pairs (by human rank) from Open Assistant."""
-    from .importers import import_oasst
+    from .tools.importers import import_oasst
 
     try:
         stats = import_oasst(source, out, lang=lang, seed=seed, force=force)
@@ -229,9 +229,9 @@ def judge(
     run_dir: Path = RUN_DIR,
 ) -> None:
     """Score any JSONL of answers (or answer pairs) with one of the run's models and the run's rubric."""
-    from .display import RichUI
-    from .judgefile import judge_file
-    from .report import judge_file_table
+    from .report.display import RichUI
+    from .tools.judge_file import judge_file
+    from .report.markdown import judge_file_table
 
     ui = RichUI()
     try:
@@ -253,9 +253,9 @@ def eval_(
     run_dir: Path = RUN_DIR,
 ) -> None:
     """Judge quality (pairwise accuracy, exact match, Spearman, Kendall) and win rate of each model; cached."""
-    from .display import RichUI
-    from .evaluate import run_eval
-    from .report import eval_tables
+    from .report.display import RichUI
+    from .evaluation.judge_quality import run_eval
+    from .report.markdown import eval_tables
 
     ui = RichUI()
     try:
@@ -274,8 +274,8 @@ def report(
     run_dir: Path = RUN_DIR,
 ) -> None:
     """Per-round summary in the terminal, plus report.md with plots. Uses what exists; computes nothing new."""
-    from .display import RichUI
-    from .report import build_report, report_tables
+    from .report.display import RichUI
+    from .report.markdown import build_report, report_tables
 
     ui = RichUI()
     try:

@@ -214,7 +214,7 @@ def config_from_dict(values: dict[str, Any], source: str) -> Config:
 
 
 def save_config(cfg: Config, path: Path) -> None:
-    from .artifacts import write_json
+    from .run.files import write_json
 
     write_json(path, dataclasses.asdict(cfg))
 

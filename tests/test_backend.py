@@ -2,7 +2,7 @@
 
 import pytest
 
-from selfreward_lite import backend
+from selfreward_lite.models import backend
 from selfreward_lite.config import preset_config
 from selfreward_lite.errors import SrliteError
 
@@ -63,7 +63,7 @@ def test_backend_field_is_validated():
 def test_import_failure_is_a_clear_error(monkeypatch):
     import builtins
 
-    from selfreward_lite import unsloth_backend
+    from selfreward_lite.models import unsloth as unsloth_backend
 
     real_import = builtins.__import__
 
@@ -83,8 +83,8 @@ def test_trl_115_on_cpu_is_a_clear_error(monkeypatch):
     import importlib.metadata
     import sys
 
-    from selfreward_lite.model import LoadedModel
-    from selfreward_lite.train import _check_trl_runs_here
+    from selfreward_lite.models.hf import LoadedModel
+    from selfreward_lite.loop.train import _check_trl_runs_here
 
     monkeypatch.delitem(sys.modules, "unsloth", raising=False)
     real = importlib.metadata.version

@@ -7,9 +7,9 @@ import sys
 import pytest
 import torch
 
-from selfreward_lite.chat import load_chat
-from selfreward_lite.model import TRAINABLE, load_stack, save_adapter
-from selfreward_lite.runs import init_run
+from selfreward_lite.tools.chat import load_chat
+from selfreward_lite.models.hf import TRAINABLE, load_stack, save_adapter
+from selfreward_lite.run.rundir import init_run
 
 GREEDY = {"temperature": 0.0, "top_p": None, "max_new_tokens": 8, "system": None}
 

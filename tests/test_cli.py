@@ -79,7 +79,7 @@ def test_commands_on_missing_run(tmp_path):
 
 
 def test_init_rerenders_judge_seed_with_the_runs_rubric(tmp_path):
-    from selfreward_lite.judge import COMPACT_TEMPLATE, RUBRIC_TEMPLATE, split_judge_prompt
+    from selfreward_lite.judging.rubric import COMPACT_TEMPLATE, RUBRIC_TEMPLATE, split_judge_prompt
 
     for rubric, template in (("additive-compact", COMPACT_TEMPLATE), ("additive", RUBRIC_TEMPLATE)):
         run = tmp_path / rubric

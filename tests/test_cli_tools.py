@@ -57,7 +57,8 @@ def test_export_usage_errors(tmp_path):
 
 
 def test_help_stays_light():
-    code = ("import sys; from selfreward_lite import cli, chat, export, importers, tracking; "
+    code = ("import sys; from selfreward_lite import cli; from selfreward_lite.tools import chat, export, importers; "
+            "from selfreward_lite.run import tracking; "
             "print(any(m in sys.modules for m in ('torch', 'transformers', 'trl', 'datasets')))")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env).stdout.strip() == "False"

@@ -4,9 +4,9 @@ from collections import Counter
 
 import pytest
 
-from selfreward_lite.data import bundled_path, first_user_text, load_messages, split_prompt_completion
+from selfreward_lite.run.records import bundled_path, first_user_text, load_messages, split_prompt_completion
 from selfreward_lite.errors import SrliteError
-from selfreward_lite.judge import build_judge_prompt, parse_score
+from selfreward_lite.judging.rubric import build_judge_prompt, parse_score
 
 GOOD = {"messages": [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}]}
 

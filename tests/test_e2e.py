@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import srlite as run_cli
 from conftest import tree_digest
-from selfreward_lite.data import bundled_path
+from selfreward_lite.run.records import bundled_path
 
 # Small but real: every stage runs, on few prompts and short generations. M1 sees all the judge
 # (EFT) seed data twice, as in the cpu preset, so that its judgments parse, but only a slice of

@@ -13,11 +13,11 @@ import sys
 
 import pytest
 
-from selfreward_lite.artifacts import read_jsonl, write_json, write_jsonl
-from selfreward_lite.evaluate import Models, evaluate_round
-from selfreward_lite.pipeline import run_round
-from selfreward_lite.runs import init_run
-from selfreward_lite.stages import summarize_round
+from selfreward_lite.run.files import read_jsonl, write_json, write_jsonl
+from selfreward_lite.evaluation.judge_quality import Models, evaluate_round
+from selfreward_lite.loop.pipeline import run_round
+from selfreward_lite.run.rundir import init_run
+from selfreward_lite.loop.stages import summarize_round
 
 from test_stacking import make_nonzero_m1
 

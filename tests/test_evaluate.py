@@ -7,16 +7,16 @@ from types import SimpleNamespace
 
 import pytest
 
-from selfreward_lite.artifacts import write_json, write_jsonl
+from selfreward_lite.run.files import write_json, write_jsonl
 from selfreward_lite.config import preset_config
-from selfreward_lite.data import bundled_path, first_user_text, load_messages
+from selfreward_lite.run.records import bundled_path, first_user_text, load_messages
 from selfreward_lite.errors import SrliteError
-from selfreward_lite.evaluate import judge_quality_metrics, limit_questions, load_ranked_set, newest_model
-from selfreward_lite.judge import COMPACT_TEMPLATE, RUBRIC_TEMPLATE, split_judge_prompt
-from selfreward_lite.judgefile import load_judge_input, pair_summary, score_rows
-from selfreward_lite.report import build_report, report_tables
-from selfreward_lite.runs import init_run
-from selfreward_lite.winrate import (bundled_eval_prompts, build_pairwise_prompt, load_eval_prompts, parse_verdict,
+from selfreward_lite.evaluation.judge_quality import judge_quality_metrics, limit_questions, load_ranked_set, newest_model
+from selfreward_lite.judging.rubric import COMPACT_TEMPLATE, RUBRIC_TEMPLATE, split_judge_prompt
+from selfreward_lite.tools.judge_file import load_judge_input, pair_summary, score_rows
+from selfreward_lite.report.markdown import build_report, report_tables
+from selfreward_lite.run.rundir import init_run
+from selfreward_lite.evaluation.winrate import (bundled_eval_prompts, build_pairwise_prompt, load_eval_prompts, parse_verdict,
                                      resolve_judge, win_rate_summary)
 
 
@@ -212,10 +212,10 @@ def test_report_on_a_fresh_run_and_a_partial_round(tmp_path):
 # --- the judging stage goes through the one engine, with its output format unchanged --------------
 
 def test_judge_candidates_uses_the_engine_pieces_and_keeps_its_format(tmp_path, monkeypatch):
-    import selfreward_lite.model as model_mod
-    from selfreward_lite.model import Sample
-    from selfreward_lite.runs import Run
-    from selfreward_lite.stages import judge_candidates, stage_seed
+    import selfreward_lite.models.hf as model_mod
+    from selfreward_lite.models.hf import Sample
+    from selfreward_lite.run.rundir import Run
+    from selfreward_lite.loop.stages import judge_candidates, stage_seed
 
     calls = []
 

@@ -8,9 +8,9 @@ import torch
 from conftest import random_adapter
 from selfreward_lite.config import preset_config
 from selfreward_lite.errors import SrliteError
-from selfreward_lite.export import export_model
-from selfreward_lite.model import load_stack
-from selfreward_lite.runs import init_run
+from selfreward_lite.tools.export import export_model
+from selfreward_lite.models.hf import load_stack
+from selfreward_lite.run.rundir import init_run
 
 TEXT = "The capital of France is"
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from selfreward_lite.data import load_messages
+from selfreward_lite.run.records import load_messages
 from selfreward_lite.errors import SrliteError
-from selfreward_lite.importers import import_messages, import_oasst
+from selfreward_lite.tools.importers import import_messages, import_oasst
 
 FIXTURES = Path(__file__).parent / "fixtures"
 OASST = FIXTURES / "oasst_messages.jsonl"

@@ -1,7 +1,7 @@
 import pytest
 
 from selfreward_lite.errors import SrliteError
-from selfreward_lite.judge import (
+from selfreward_lite.judging.rubric import (
     COMPACT_TEMPLATE, RUBRIC_TEMPLATE, build_judge_prompt, load_rubric, mean_score, parse_score, split_judge_prompt,
 )
 

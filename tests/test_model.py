@@ -8,7 +8,7 @@ import pytest
 
 from selfreward_lite.config import preset_config
 from selfreward_lite.errors import SrliteError
-from selfreward_lite.model import DEFAULT_CHAT_TEMPLATE, generate, load_stack, load_tokenizer, render_chat
+from selfreward_lite.models.hf import DEFAULT_CHAT_TEMPLATE, generate, load_stack, load_tokenizer, render_chat
 
 
 @pytest.fixture

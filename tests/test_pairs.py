@@ -1,4 +1,4 @@
-from selfreward_lite.pairs import DROP_IDENTICAL, DROP_MARGIN, DROP_TIE, DROP_TOO_FEW, select_pairs
+from selfreward_lite.loop.pairs import DROP_IDENTICAL, DROP_MARGIN, DROP_TIE, DROP_TOO_FEW, select_pairs
 
 
 def cand(pid, k, score, response=None):

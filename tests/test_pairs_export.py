@@ -4,10 +4,10 @@ import math
 
 import pytest
 
-from selfreward_lite.artifacts import write_jsonl
+from selfreward_lite.run.files import write_jsonl
 from selfreward_lite.errors import SrliteError
-from selfreward_lite.export import export_pairs
-from selfreward_lite.runs import init_run
+from selfreward_lite.tools.export import export_pairs
+from selfreward_lite.run.rundir import init_run
 
 QA = [
     ("What is the boiling point of water at sea level?", "100 degrees Celsius (212 °F).", "It depends, maybe 50."),

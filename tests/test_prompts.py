@@ -2,7 +2,7 @@ import random
 
 import pytest
 
-from selfreward_lite.prompts import (
+from selfreward_lite.loop.self_instruction import (
     DROP_DUPLICATE, DROP_EMPTY, DROP_LONG, DROP_NEAR, DROP_SHORT, PromptFilter, extract_prompt,
     few_shot_prompt, rouge_l, tokens,
 )

@@ -29,7 +29,7 @@ def test_remote_code_is_off_by_default():
 
 
 def test_pickled_weights_are_refused(tmp_path):
-    from selfreward_lite.model import load_base
+    from selfreward_lite.models.hf import load_base
 
     model = tiny_llama_dir(tmp_path / "m")
     torch.save(model.state_dict(), tmp_path / "m" / "pytorch_model.bin")  # pickle: could run code on load
@@ -38,7 +38,7 @@ def test_pickled_weights_are_refused(tmp_path):
 
 
 def test_model_needing_remote_code_is_refused_with_advice(tmp_path):
-    from selfreward_lite.model import load_base
+    from selfreward_lite.models.hf import load_base
 
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.json").write_text(json.dumps(
@@ -50,7 +50,7 @@ def test_model_needing_remote_code_is_refused_with_advice(tmp_path):
 
 
 def test_pickled_adapter_is_refused(tmp_path, embedded):
-    from selfreward_lite.model import load_stack
+    from selfreward_lite.models.hf import load_stack
 
     adapter = tmp_path / "adapter"
     adapter.mkdir()

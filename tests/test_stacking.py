@@ -6,11 +6,11 @@ to an independent computation to tight tolerance.
 
 import torch
 
-from selfreward_lite.artifacts import write_jsonl
+from selfreward_lite.run.files import write_jsonl
 from selfreward_lite.config import preset_config
-from selfreward_lite.model import TRAINABLE, completion_logprobs, load_stack, save_adapter
-from selfreward_lite.runs import Run
-from selfreward_lite.stages import train_round_adapter
+from selfreward_lite.models.hf import TRAINABLE, completion_logprobs, load_stack, save_adapter
+from selfreward_lite.run.rundir import Run
+from selfreward_lite.loop.stages import train_round_adapter
 
 from conftest import tree_digest
 
@@ -79,7 +79,7 @@ def test_stacked_dpo_round(tmp_path, embedded):
         assert tree_digest(run.m1_dir / "adapter") == m1_files
 
         # The DPO reference log-probs equal those of M_t computed independently.
-        from selfreward_lite.artifacts import read_json
+        from selfreward_lite.run.files import read_json
 
         ref = read_json(rd / "adapter" / "dpo.json")["ref_logps"]
         m_t = load_stack(cfg, run.adapters_of(t))

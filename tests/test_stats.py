@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from selfreward_lite.stats import average_ranks, kendall_tau_b, pairwise_accuracy, pearson, spearman
+from selfreward_lite.evaluation.stats import average_ranks, kendall_tau_b, pairwise_accuracy, pearson, spearman
 
 
 def test_average_ranks_share_ties():

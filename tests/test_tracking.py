@@ -4,7 +4,7 @@ import importlib.util
 
 import pytest
 
-from selfreward_lite import tracking
+from selfreward_lite.run import tracking
 from selfreward_lite.config import preset_config
 from selfreward_lite.errors import SrliteError
 
@@ -24,8 +24,8 @@ def test_report_to_is_validated():
 
 
 def test_missing_tracker_package_is_reported_at_run_start(tmp_path, monkeypatch):
-    from selfreward_lite.pipeline import iterate
-    from selfreward_lite.runs import init_run
+    from selfreward_lite.loop.pipeline import iterate
+    from selfreward_lite.run.rundir import init_run
 
     real = importlib.util.find_spec
     monkeypatch.setattr(tracking.importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
@@ -48,8 +48,8 @@ def test_round_metrics_to_tensorboard(tmp_path):
 
 
 def test_sft_training_curves_to_tensorboard(tmp_path, embedded):
-    from selfreward_lite.model import load_stack
-    from selfreward_lite.train import train_sft
+    from selfreward_lite.models.hf import load_stack
+    from selfreward_lite.loop.train import train_sft
 
     cfg = preset_config("cpu", report_to="tensorboard", sft_epochs=1.0, sft_batch_size=2, train_micro_batch_size=2)
     lm = load_stack(cfg, [], train_new=True)

@@ -14,9 +14,9 @@ import pytest
 import torch
 
 from conftest import random_adapter
-from selfreward_lite import unsloth_backend as U
+from selfreward_lite.models import unsloth as U
 from selfreward_lite.config import preset_config
-from selfreward_lite.model import FOLDED, TRAINABLE, completion_logprobs, generate, load_stack, render_chat
+from selfreward_lite.models.hf import FOLDED, TRAINABLE, completion_logprobs, generate, load_stack, render_chat
 
 
 def fused_mlp(self, x):
@@ -91,7 +91,7 @@ PAIRS = [{"id": "a", "prompt": "What is the capital of France?", "chosen": "Pari
 
 
 def test_stack_folds_kernels_swap_and_dpo_reference_is_m_t(tmp_path, embedded, fake_unsloth):
-    from selfreward_lite.train import train_dpo
+    from selfreward_lite.loop.train import train_dpo
 
     cfg = cfg_for_test()
     dirs = []

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .artifacts import atomic_directory
-from .config import Config
-from .errors import SrliteError
+from ..run.files import atomic_directory
+from ..config import Config
+from ..errors import SrliteError
 
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
@@ -454,7 +454,7 @@ def completion_logprobs(lm: LoadedModel, prompts: Sequence[list[dict]], completi
 
 def save_adapter(lm: LoadedModel, out_dir: Path, meta_name: str, meta: dict) -> None:
     """Write the trainable adapter (only) and its metadata JSON to `out_dir`, atomically."""
-    from .artifacts import write_json
+    from ..run.files import write_json
 
     def build(tmp: Path) -> None:
         lm.model.save_pretrained(str(tmp), selected_adapters=[TRAINABLE])

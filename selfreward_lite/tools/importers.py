@@ -26,9 +26,9 @@ import random
 from collections import Counter
 from pathlib import Path
 
-from .artifacts import atomic_directory, write_json, write_jsonl
-from .data import _load_hf_dataset, load_messages, validate_record
-from .errors import SrliteError
+from ..run.files import atomic_directory, write_json, write_jsonl
+from ..run.records import _load_hf_dataset, load_messages, validate_record
+from ..errors import SrliteError
 from .export import check_out_dir
 
 OASST_ROLES = ("prompter", "assistant")

@@ -14,12 +14,12 @@ import re
 from importlib import resources
 from pathlib import Path
 
-from .artifacts import read_json, read_jsonl, write_json, write_jsonl
-from .data import read_jsonl_file
-from .display import QuietUI
-from .errors import SrliteError
-from .evaluate import EVAL_DIR, Models, cache_key, eval_seed, model_name
-from .runs import Run
+from ..run.files import read_json, read_jsonl, write_json, write_jsonl
+from ..run.records import read_jsonl_file
+from ..report.display import QuietUI
+from ..errors import SrliteError
+from .judge_quality import EVAL_DIR, Models, cache_key, eval_seed, model_name
+from ..run.rundir import Run
 
 PAIRWISE_TEMPLATE = """Compare two responses to the user's question and decide which one is better: more relevant, more helpful, more accurate, clearer, and without extraneous content. The order of the responses and their length must not influence you.
 
@@ -93,7 +93,7 @@ def responses_path(run: Run, n: int, source: Path) -> Path:
 
 def model_responses(run: Run, n: int, models: Models, source: Path, ui=QuietUI()) -> list[dict]:
     """M_n's answer to each eval prompt (one sample, the candidates' sampling settings), cached."""
-    from .model import generate, render_chat
+    from ..models.hf import generate, render_chat
 
     out = responses_path(run, n, source)
     if out.is_file():
@@ -135,7 +135,7 @@ def win_rate_path(run: Run, new: int, old: int, judge: int | str, source: Path) 
 
 def win_rate(run: Run, new: int, old: int, models: Models, source: Path | None = None, ui=QuietUI()) -> dict:
     """M_new vs M_old on the eval prompts, both presentation orders, judged by `winrate_judge` (cached)."""
-    from .model import generate, render_chat
+    from ..models.hf import generate, render_chat
 
     cfg = run.cfg
     source = prompts_source(run, source)

@@ -12,7 +12,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
-from .errors import SrliteError
+from ..errors import SrliteError
 
 ROLES = ("system", "user", "assistant")
 MAX_LINE_BYTES = 4_000_000  # a seed record longer than this is a wrong file, not a conversation
@@ -107,7 +107,7 @@ def load_messages(source: str, kind: str) -> list[list[dict]]:
 
 def _check_judgment(messages: list[dict], where: str) -> None:
     """A judge example must end with a score M1 can learn to give (and eval can compare with)."""
-    from .judge import parse_score
+    from ..judging.rubric import parse_score
 
     last = len(messages) - 1
     parsed = parse_score(messages[last]["content"])

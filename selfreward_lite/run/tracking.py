@@ -21,7 +21,7 @@ import os
 import sys
 from pathlib import Path
 
-from .errors import SrliteError
+from ..errors import SrliteError
 
 REPORT_TO = ("none", "tensorboard", "wandb")
 _INSTALL = {"tensorboard": "pip install tensorboard", "wandb": "pip install wandb (then `wandb login`, or WANDB_MODE=offline)"}

@@ -16,10 +16,10 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from .artifacts import read_json, write_json
-from .config import RUN_WIDE, SAFE_TO_CHANGE, Config
-from .errors import SrliteError
-from .runs import ADAPTER, METRICS, SEED_FILES, Run, _now, file_sha256
+from .files import read_json, write_json
+from ..config import RUN_WIDE, SAFE_TO_CHANGE, Config
+from ..errors import SrliteError
+from .rundir import ADAPTER, METRICS, SEED_FILES, Run, _now, file_sha256
 
 SNAPSHOT = "config.json"  # the settings a model folder (m1/, roundN/) was made with
 MiB = 1024 * 1024
@@ -48,7 +48,7 @@ def check_layout(run: Run) -> None:
 
 
 def check_seeds(run: Run) -> None:
-    from .data import load_messages
+    from .records import load_messages
 
     recorded = run.manifest().get("seed_sha256", {})
     for kind in SEED_FILES:
@@ -130,7 +130,7 @@ def estimate_bytes(run: Run, rounds: int) -> int:
 
 def _adapter_bytes(cfg: Config) -> int:
     """LoRA parameters (float32) from the model's config when it is a local folder, else a guess."""
-    from .model import cache_root
+    from ..models.hf import cache_root
 
     # Never convert the embedded model here: that would import transformers before the backend
     # (Unsloth must be imported first) and before the checks are done.

@@ -23,11 +23,11 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from . import __version__
-from .artifacts import read_json, write_json, write_jsonl
-from .config import Config, load_config, preset_config, save_config
-from .data import load_messages
-from .errors import SrliteError
+from .. import __version__
+from .files import read_json, write_json, write_jsonl
+from ..config import Config, load_config, preset_config, save_config
+from .records import load_messages
+from ..errors import SrliteError
 
 # Artifact names inside m1/ and roundN/ (stages.py writes them, status reads them).
 PROMPTS, CANDIDATES, JUDGMENTS, PAIRS, ADAPTER, METRICS = (
@@ -135,7 +135,7 @@ def init_run(run_dir: Path, *, preset: str, overrides: dict) -> Run:
         "eft_train": load_messages(cfg.eft_train_data, "eft_train"),
         "eft_eval": load_messages(cfg.eft_eval_data, "eft_eval"),
     }
-    from .judge import load_rubric
+    from ..judging.rubric import load_rubric
 
     rubric = load_rubric(cfg.rubric)
     for kind in ("eft_train", "eft_eval"):
@@ -160,7 +160,7 @@ def init_run(run_dir: Path, *, preset: str, overrides: dict) -> Run:
 def rerender_judge_example(messages: list[dict], rubric: str) -> list[dict]:
     """Judge examples written with the paper's rubric are re-rendered with the run's rubric,
     so M1 learns to judge with exactly the prompt it will be given."""
-    from .judge import RUBRIC_TEMPLATE, build_judge_prompt, split_judge_prompt
+    from ..judging.rubric import RUBRIC_TEMPLATE, build_judge_prompt, split_judge_prompt
 
     out = []
     for m in messages:

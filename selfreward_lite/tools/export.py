@@ -24,9 +24,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .artifacts import atomic_directory, read_jsonl, write_json, write_jsonl
-from .errors import SrliteError
-from .runs import PAIRS, model_round, open_run
+from ..run.files import atomic_directory, read_jsonl, write_json, write_jsonl
+from ..errors import SrliteError
+from ..run.rundir import PAIRS, model_round, open_run
 
 EXPORT_DTYPES = ("auto", "bfloat16", "float16", "float32")  # auto: the base checkpoint's own dtype
 GGUF_TYPES = ("f32", "f16", "bf16", "q8_0")  # what convert_hf_to_gguf.py writes directly
@@ -79,8 +79,8 @@ def export_model(run_dir: Path, t: int | None, out: Path, *, dtype: str = "auto"
                   "run_dir": str(run.dir.resolve()), "files": {}}
 
     def build(tmp: Path) -> None:
-        from . import __version__
-        from .model import FOLDED, activate, fold_stack, load_stack, merge_stack
+        from .. import __version__
+        from ..models.hf import FOLDED, activate, fold_stack, load_stack, merge_stack
 
         # Never 4-bit: merging LoRA into quantised weights is lossy.
         cfg = dataclasses.replace(run.cfg, quantize="none")

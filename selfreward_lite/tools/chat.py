@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .errors import SrliteError
-from .runs import model_round, open_run
+from ..errors import SrliteError
+from ..run.rundir import model_round, open_run
 
 EXIT_COMMANDS = ("/exit", "/quit")
 RESET_COMMAND = "/reset"
@@ -60,7 +60,7 @@ class Chat:
         self.history = []
 
     def reply(self, user_text: str) -> str:
-        from .model import generate
+        from ..models.hf import generate
 
         self.history.append({"role": "user", "content": user_text})
         text = self._rendered()
@@ -73,7 +73,7 @@ class Chat:
 
     def _rendered(self) -> str:
         """The conversation as the model sees it; the oldest turns go when it would not fit."""
-        from .model import render_chat
+        from ..models.hf import render_chat
 
         system = [{"role": "system", "content": self.settings.system}] if self.settings.system else []
         budget = self.max_length - self.settings.max_new_tokens
@@ -87,7 +87,7 @@ class Chat:
 
 def load_chat(run_dir: Path, t: int | None, settings_overrides: dict) -> tuple[Chat, int]:
     """M_t (newest when t is None) ready to chat; returns (chat, t)."""
-    from .model import load_stack
+    from ..models.hf import load_stack
 
     run = open_run(run_dir)
     t = model_round(run, t, allow_base=True)

@@ -32,9 +32,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from .config import Config
-from .errors import SrliteError
-from .model import (
+from ..config import Config
+from ..errors import SrliteError
+from .hf import (
     load_adapters,
     FOLDED,
     TRAINABLE,

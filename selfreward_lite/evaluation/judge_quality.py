@@ -20,13 +20,13 @@ import json
 from collections import Counter
 from pathlib import Path
 
-from .artifacts import read_json, write_json, write_jsonl
-from .data import read_jsonl_file
-from .display import QuietUI
-from .errors import SrliteError
-from .judge import RUBRIC_TEMPLATE, load_rubric, mean_score, parse_score, split_judge_prompt
-from .runs import Run, open_run
-from .scoring import judge_items, scores_by_item
+from ..run.files import read_json, write_json, write_jsonl
+from ..run.records import read_jsonl_file
+from ..report.display import QuietUI
+from ..errors import SrliteError
+from ..judging.rubric import RUBRIC_TEMPLATE, load_rubric, mean_score, parse_score, split_judge_prompt
+from ..run.rundir import Run, open_run
+from ..judging.engine import judge_items, scores_by_item
 from .stats import kendall_tau_b, pairwise_accuracy, spearman
 
 EVAL_DIR = "eval"
@@ -78,7 +78,7 @@ class Models:
     def get(self, spec: int | str):
         """`spec`: N for M_N of this run, or a local model folder (base model, no adapters)."""
         if spec != self.spec:
-            from .model import load_stack
+            from ..models.hf import load_stack
 
             self.spec, self.lm = None, None
             gc.collect()

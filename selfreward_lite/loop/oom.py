@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from .errors import SrliteError
+from ..errors import SrliteError
 
 T = TypeVar("T")
 

@@ -16,11 +16,11 @@ import time
 from pathlib import Path
 from collections.abc import Callable
 
-from . import interrupts
+from ..run import interrupts
 from . import stages as S
-from .display import QuietUI
-from .preflight import preflight, remove_stale_temporaries, snapshot_config
-from .runs import EVAL, Run, open_run, run_lock
+from ..report.display import QuietUI
+from ..run.preflight import preflight, remove_stale_temporaries, snapshot_config
+from ..run.rundir import EVAL, Run, open_run, run_lock
 
 
 class ModelSlot:
@@ -31,13 +31,13 @@ class ModelSlot:
 
     def sampler(self):
         """M_t for generation: the frozen stack without the (zero) trainable adapter."""
-        from .backend import for_sampling
+        from ..models.backend import for_sampling
 
         return for_sampling(self._load())
 
     def trainer(self):
         """M_t + a fresh trainable adapter, for SFT/DPO."""
-        from .backend import for_training
+        from ..models.backend import for_training
 
         return for_training(self._load())
 
@@ -47,7 +47,7 @@ class ModelSlot:
 
     def _load(self):
         if self._lm is None:
-            from .backend import load_model
+            from ..models.backend import load_model
 
             self._lm = load_model(self.run.cfg, self.adapter_dirs, train_new=True)
         return self._lm
@@ -77,7 +77,7 @@ def build_m1(run: Run, ui=QuietUI()) -> None:
 
 def run_round(run: Run, t: int, ui=QuietUI()) -> dict:
     """One self-rewarding iteration: M_t -> M_t+1."""
-    from .artifacts import read_json
+    from ..run.files import read_json
 
     rd = run.round_dir(t)
     m_t = ModelSlot(run, run.adapters_of(t))
@@ -93,7 +93,7 @@ def run_round(run: Run, t: int, ui=QuietUI()) -> dict:
          lambda out: S.train_round_adapter(run, t, m_t.trainer(), rd / S.PAIRS, out, ui))
     step(run, ui, "round summary", rd / S.METRICS, lambda out: S.summarize_round(run, t, out))
     if run.cfg.eval_each_round:
-        from .evaluate import evaluate_round
+        from ..evaluation.judge_quality import evaluate_round
 
         m_t.release()
         step(run, ui, f"evaluation: judge quality of M{t} and M{t + 1}, M{t + 1} vs M{t}", rd / EVAL,
@@ -106,13 +106,13 @@ def iterate(run_dir: Path, rounds: int, ui=QuietUI(), force: bool = False) -> li
 
     Pre-flight checks run before any model is loaded; `force` accepts changed settings.
     """
-    from .tracking import check_report_to, log_round_metrics
+    from ..run.tracking import check_report_to, log_round_metrics
 
     run = open_run(run_dir)
     with run_lock(run):
         preflight(run, rounds, force)
         check_report_to(run.cfg)
-        from .backend import prepare
+        from ..models.backend import prepare
 
         prepare(run.cfg)  # picks hf/unsloth; unsloth must be imported before the libraries it patches
         build_m1(run, ui)
@@ -124,8 +124,8 @@ def iterate(run_dir: Path, rounds: int, ui=QuietUI(), force: bool = False) -> li
                 ui.round_table(f"Round {t}: M{t} -> M{t + 1}", metrics)
                 log_round_metrics(run.cfg, run.dir, t, metrics)
                 if (run.round_dir(t) / EVAL).is_file():
-                    from .artifacts import read_json
-                    from .report import round_eval_table
+                    from ..run.files import read_json
+                    from ..report.markdown import round_eval_table
 
                     ui.info(round_eval_table(read_json(run.round_dir(t) / EVAL)))
             results.append(metrics)

@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from .artifacts import write_json, write_jsonl
-from .data import read_jsonl_file
-from .display import QuietUI
-from .errors import SrliteError
-from .evaluate import Models, check_model, newest_model
-from .judge import load_rubric, mean_score
-from .runs import open_run
+from ..run.files import write_json, write_jsonl
+from ..run.records import read_jsonl_file
+from ..report.display import QuietUI
+from ..errors import SrliteError
+from ..evaluation.judge_quality import Models, check_model, newest_model
+from ..judging.rubric import load_rubric, mean_score
+from ..run.rundir import open_run
 
 JUDGE_SEED_OFFSET = 902
 
@@ -58,7 +58,7 @@ def load_judge_input(path: Path) -> tuple[str, list[dict]]:
 def judge_file(run_dir: Path, input_path: Path, model: int | None = None, out_dir: Path | None = None,
                ui=QuietUI()) -> dict:
     """Judge every answer in `input_path` with M_model (default: the newest) and write the results."""
-    from .scoring import judge_items, scores_by_item
+    from ..judging.engine import judge_items, scores_by_item
 
     run = open_run(run_dir)
     kind, records = load_judge_input(input_path)

@@ -94,7 +94,7 @@ def load_rubric(rubric: str) -> str:
     """The judge template: a named rubric ("additive", "additive-compact") or a file with both placeholders."""
     from pathlib import Path
 
-    from .errors import SrliteError
+    from ..errors import SrliteError
 
     if rubric in RUBRICS:
         return RUBRICS[rubric]

@@ -15,7 +15,7 @@ import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from .artifacts import atomic_write_text, write_jsonl
+from .files import atomic_write_text, write_jsonl
 
 
 class Journal:

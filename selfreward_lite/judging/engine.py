@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
-from .judge import build_judge_prompt, parse_score
+from .rubric import build_judge_prompt, parse_score
 
 
 def judge_text(lm, rubric: str, item: dict) -> str:
     """The rendered judge prompt for one item ({"prompt", "response"})."""
-    from .model import render_chat
+    from ..models.hf import render_chat
 
     return render_chat(lm.tokenizer, [{"role": "user", "content": build_judge_prompt(item["prompt"], item["response"], rubric)}])
 
@@ -42,7 +42,7 @@ def judge_items(lm, cfg, rubric: str, items: Sequence[dict], *, seed: int,
     an item share one prefill (model.generate with n = judge_samples). (The round's judging
     stage uses the same pieces, batch by batch, so that it can resume; see stages.py.)
     """
-    from .model import generate
+    from ..models.hf import generate
 
     texts = [judge_text(lm, rubric, it) for it in items]
     samples = generate(lm, texts, cfg.judge_samples, batch_size=cfg.gen_batch_size, seed=seed, on_batch=on_batch,

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .artifacts import read_json, write_json
-from .runs import ADAPTER, METRICS, Run, open_run
+from ..run.files import read_json, write_json
+from ..run.rundir import ADAPTER, METRICS, Run, open_run
 
 
 def _read(path: Path):
@@ -28,8 +28,8 @@ def _fmt(value, pct: bool = False) -> str:
 
 def collect(run: Run) -> dict:
     """Everything the report shows, from the files that exist."""
-    from .evaluate import cached_judge_quality, newest_model
-    from .winrate import cached_win_rate
+    from ..evaluation.judge_quality import cached_judge_quality, newest_model
+    from ..evaluation.winrate import cached_win_rate
 
     rounds = []
     t = 1
@@ -177,7 +177,7 @@ def build_report(run_dir: Path, out_dir: Path | None = None) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     plots = write_plots(data, out_dir)
     md = markdown(data, plots)
-    from .artifacts import atomic_write_text
+    from ..run.files import atomic_write_text
 
     atomic_write_text(out_dir / "report.md", md)
     write_json(out_dir / "report.json", data)

@@ -15,8 +15,8 @@ import importlib.util
 from pathlib import Path
 from typing import Sequence
 
-from .config import Config
-from .errors import SrliteError
+from ..config import Config
+from ..errors import SrliteError
 
 UNSLOTH_FIX = 'pip install "selfreward-lite[unsloth]"'
 
@@ -56,7 +56,7 @@ def prepare(cfg: Config) -> str:
     """Resolve the backend before any model library is imported (Unsloth must patch them first)."""
     name = resolve_backend(cfg)
     if name == "unsloth":
-        from .unsloth_backend import import_unsloth
+        from .unsloth import import_unsloth
 
         import_unsloth()
     return name
@@ -65,19 +65,19 @@ def prepare(cfg: Config) -> str:
 def load_model(cfg: Config, adapter_dirs: Sequence[Path], train_new: bool = True):
     """M_t = base + the adapters in `adapter_dirs` (frozen); with train_new, a zero-initialised trainable one on top."""
     if prepare(cfg) == "unsloth":
-        from .unsloth_backend import load_stack
+        from .unsloth import load_stack
     else:
-        from .model import load_stack
+        from .hf import load_stack
     return load_stack(cfg, adapter_dirs, train_new=train_new)
 
 
 def for_sampling(lm):
     """M_t ready to generate: the frozen stack active, the trainable adapter off."""
     if lm.backend == "unsloth":
-        from .unsloth_backend import sampling_mode
+        from .unsloth import sampling_mode
 
         return sampling_mode(lm)
-    from .model import TRAINABLE, activate
+    from .hf import TRAINABLE, activate
 
     activate(lm.model, [n for n in lm.adapter_names if n != TRAINABLE], train_new=False)
     return lm
@@ -86,10 +86,10 @@ def for_sampling(lm):
 def for_training(lm):
     """M_t + the trainable adapter, all active, only the new adapter requiring grad."""
     if lm.backend == "unsloth":
-        from .unsloth_backend import training_mode
+        from .unsloth import training_mode
 
         return training_mode(lm)
-    from .model import activate
+    from .hf import activate
 
     activate(lm.model, lm.adapter_names, train_new=True)
     return lm

@@ -11,17 +11,17 @@ import shutil
 from collections import Counter
 from pathlib import Path
 
-from . import interrupts
-from .artifacts import read_json, read_jsonl, write_json, write_jsonl
-from .data import first_user_text, split_prompt_completion
-from .display import QuietUI
-from .journal import Journal, complete_groups
-from .judge import load_rubric, mean_score
+from ..run import interrupts
+from ..run.files import read_json, read_jsonl, write_json, write_jsonl
+from ..run.records import first_user_text, split_prompt_completion
+from ..report.display import QuietUI
+from ..run.journal import Journal, complete_groups
+from ..judging.rubric import load_rubric, mean_score
 from .oom import with_backoff
 from .pairs import select_pairs
-from .prompts import STOP, PromptFilter, extract_prompt, few_shot_prompt
-from .runs import ADAPTER, CANDIDATES, JUDGMENTS, METRICS, PAIRS, PROMPTS, Run  # noqa: F401 (re-exported)
-from .tracking import logs_dir
+from .self_instruction import STOP, PromptFilter, extract_prompt, few_shot_prompt
+from ..run.rundir import ADAPTER, CANDIDATES, JUDGMENTS, METRICS, PAIRS, PROMPTS, Run  # noqa: F401 (re-exported)
+from ..run.tracking import logs_dir
 
 
 def stage_seed(run: Run, t: int, stage: int) -> int:
@@ -40,7 +40,7 @@ def earlier_prompts(run: Run, t: int) -> list[str]:
 
 def train_m1(run: Run, lm, out: Path, ui=QuietUI()) -> None:
     from .train import train_sft
-    from .model import save_adapter
+    from ..models.hf import save_adapter
 
     records = [
         split_prompt_completion(r["messages"])
@@ -65,7 +65,7 @@ def _train_with_backoff(run: Run, lm, train):
     (gradient accumulation keeps the effective batch, so the result means the same)."""
     from dataclasses import replace
 
-    from .model import reset_trainable
+    from ..models.hf import reset_trainable
 
     return with_backoff(run, "training", run.cfg.train_micro_batch_size,
                         lambda micro: train(replace(run.cfg, train_micro_batch_size=micro)),
@@ -86,7 +86,7 @@ def create_prompts(run: Run, t: int, lm, out: Path, ui=QuietUI()) -> None:
     resumed stage replays the journal through the same filter and continues with the next
     batch (batch b always uses the same seed, so the result does not depend on restarts).
     """
-    from .model import generate
+    from ..models.hf import generate
 
     cfg = run.cfg
     seeds = seed_prompts(run)
@@ -160,7 +160,7 @@ def _generate_journaled(run: Run, t: int, stage: int, lm, journal: Journal, work
     Chunks are fixed slices of the work list (longest texts first, as a batch wants), so
     chunk c always has the same items and seed whether or not the stage was restarted.
     """
-    from .model import generate
+    from ..models.hf import generate
 
     texts = [text_of(w) for w in work]
     order = sorted(range(len(work)), key=lambda i: -len(texts[i]))
@@ -180,7 +180,7 @@ def _generate_journaled(run: Run, t: int, stage: int, lm, journal: Journal, work
 # --- 2. N candidate responses per prompt --------------------------------------------------
 
 def sample_candidates(run: Run, t: int, lm, prompts_file: Path, out: Path, ui=QuietUI()) -> None:
-    from .model import render_chat
+    from ..models.hf import render_chat
 
     cfg = run.cfg
     journal = Journal(out)
@@ -206,7 +206,7 @@ def sample_candidates(run: Run, t: int, lm, prompts_file: Path, out: Path, ui=Qu
 # --- 3. LLM-as-a-Judge: the same model scores every candidate K times ---------------------
 
 def judge_candidates(run: Run, t: int, lm, candidates_file: Path, out: Path, ui=QuietUI()) -> None:
-    from . import scoring
+    from ..judging import engine as scoring
 
     cfg = run.cfg
     rubric = load_rubric(cfg.rubric)
@@ -241,8 +241,8 @@ def build_pairs(run: Run, candidates_file: Path, judgments_file: Path, out: Path
 # --- 5. DPO: a new adapter on top of M_t gives M_t+1 --------------------------------------
 
 def train_round_adapter(run: Run, t: int, lm, pairs_file: Path, out: Path, ui=QuietUI()) -> None:
-    from .errors import SrliteError
-    from .model import save_adapter
+    from ..errors import SrliteError
+    from ..models.hf import save_adapter
     from .train import train_dpo
 
     pairs = read_jsonl(pairs_file)

@@ -18,11 +18,11 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from . import interrupts
-from .config import Config
-from .errors import SrliteError
-from .model import TRAINABLE, LoadedModel, activate
-from .tracking import trainer_logging, trainer_report_to
+from ..run import interrupts
+from ..config import Config
+from ..errors import SrliteError
+from ..models.hf import TRAINABLE, LoadedModel, activate
+from ..run.tracking import trainer_logging, trainer_report_to
 
 
 def _common_args(cfg: Config, lm: LoadedModel, out_dir: str, batch_size: int, checkpoints: bool, log_dir=None) -> dict:
