@@ -17,7 +17,7 @@ def pytest_collection_modifyitems(config, items):
 @pytest.fixture(scope="session")
 def embedded():
     """Path of the embedded model (converted once per machine, cached)."""
-    from selfreward_lite.models.hf import embedded_model_dir
+    from selfreward_lite.models.embedded import embedded_model_dir
 
     return embedded_model_dir()
 
@@ -40,7 +40,8 @@ def random_adapter(cfg, below, out, seed, std=0.05):
     """A stand-in for a trained adapter on top of `below`: B drawn at random so it changes the model."""
     import torch
 
-    from selfreward_lite.models.hf import TRAINABLE, load_stack, save_adapter
+    from selfreward_lite.models.adapters import TRAINABLE, save_adapter
+    from selfreward_lite.models.hf import load_stack
 
     lm = load_stack(cfg, below, train_new=True)
     torch.manual_seed(seed)

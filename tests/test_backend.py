@@ -8,7 +8,7 @@ from selfreward_lite.errors import SrliteError
 
 
 def machine(monkeypatch, cuda: bool, unsloth: bool):
-    monkeypatch.setattr(backend, "_cuda_available", lambda: cuda)
+    monkeypatch.setattr(backend, "cuda_available", lambda: cuda)
     monkeypatch.setattr(backend, "_unsloth_installed", lambda: unsloth)
 
 
@@ -83,7 +83,7 @@ def test_trl_115_on_cpu_is_a_clear_error(monkeypatch):
     import importlib.metadata
     import sys
 
-    from selfreward_lite.models.hf import LoadedModel
+    from selfreward_lite.models.adapters import LoadedModel
     from selfreward_lite.loop.train import _check_trl_runs_here
 
     monkeypatch.delitem(sys.modules, "unsloth", raising=False)

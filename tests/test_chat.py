@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from selfreward_lite.tools.chat import load_chat
-from selfreward_lite.models.hf import TRAINABLE, load_stack, save_adapter
-from selfreward_lite.run.rundir import init_run
+from selfreward_lite.models.adapters import TRAINABLE, save_adapter
+from selfreward_lite.models.hf import load_stack
+from selfreward_lite.run.create import create_run
 
 GREEDY = {"temperature": 0.0, "top_p": None, "max_new_tokens": 8, "system": None}
 
@@ -23,7 +24,7 @@ def srlite(*args, stdin=""):
 @pytest.fixture(scope="module")
 def run_with_m1(tmp_path_factory, embedded):
     """A run whose M1 adapter is a random stand-in (no training needed to test chatting)."""
-    run = init_run(tmp_path_factory.mktemp("chat") / "run", preset="cpu", overrides={"dtype": "float32"})
+    run = create_run(tmp_path_factory.mktemp("chat") / "run", preset="cpu", overrides={"dtype": "float32"})
     lm = load_stack(run.cfg, [], train_new=True)
     torch.manual_seed(0)
     with torch.no_grad():

@@ -4,7 +4,8 @@ the reference is still exactly M_t, and the result matches an uninterrupted trai
 import pytest
 import torch
 
-from selfreward_lite.models.hf import TRAINABLE, load_stack
+from selfreward_lite.models.adapters import TRAINABLE
+from selfreward_lite.models.hf import load_stack
 from selfreward_lite.loop.train import last_checkpoint, train_dpo
 from test_stacking import PAIRS, cfg_for_test, make_nonzero_m1
 

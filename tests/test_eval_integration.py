@@ -14,9 +14,10 @@ import sys
 import pytest
 
 from selfreward_lite.run.files import read_jsonl, write_json, write_jsonl
-from selfreward_lite.evaluation.judge_quality import Models, evaluate_round
+from selfreward_lite.evaluation.runner import evaluate_round
+from selfreward_lite.models.cache import ModelCache
 from selfreward_lite.loop.pipeline import run_round
-from selfreward_lite.run.rundir import init_run
+from selfreward_lite.run.create import create_run
 from selfreward_lite.loop.stages import summarize_round
 
 from test_stacking import make_nonzero_m1
@@ -54,7 +55,7 @@ def fake_round(run, t):
 @pytest.fixture(scope="module")
 def evaluated_run(tmp_path_factory, embedded):
     """A run with M1, round 1 (so M2 exists), and round 1's automatic evaluation done."""
-    run = init_run(tmp_path_factory.mktemp("eval") / "run", preset="cpu", overrides=TINY)
+    run = create_run(tmp_path_factory.mktemp("eval") / "run", preset="cpu", overrides=TINY)
     make_nonzero_m1(run.cfg, run.m1_dir / "adapter")
     fake_round(run, 1)
     run_round(run, 1)  # every stage's artifact exists except eval.json: only the evaluation runs
@@ -81,7 +82,7 @@ def test_end_of_round_eval(evaluated_run, monkeypatch):
     assert len(read_jsonl(next((run.dir / "eval" / "m2").glob("responses-*.jsonl")))) == 2
 
     # Everything is cached: evaluating again loads no model.
-    monkeypatch.setattr(Models, "get", lambda self, spec: pytest.fail(f"model {spec} loaded again"))
+    monkeypatch.setattr(ModelCache, "get", lambda self, spec, **kw: pytest.fail(f"model {spec} loaded again"))
     assert evaluate_round(run, 1, run.dir / "again.json") == ev
 
 

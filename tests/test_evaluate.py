@@ -11,11 +11,12 @@ from selfreward_lite.run.files import write_json, write_jsonl
 from selfreward_lite.config import preset_config
 from selfreward_lite.run.records import bundled_path, first_user_text, load_messages
 from selfreward_lite.errors import SrliteError
-from selfreward_lite.evaluation.judge_quality import judge_quality_metrics, limit_questions, load_ranked_set, newest_model
+from selfreward_lite.evaluation.judge_quality import judge_quality_metrics, limit_questions, load_ranked_set
 from selfreward_lite.judging.rubric import COMPACT_TEMPLATE, RUBRIC_TEMPLATE, split_judge_prompt
 from selfreward_lite.tools.judge_file import load_judge_input, pair_summary, score_rows
-from selfreward_lite.report.markdown import build_report, report_tables
-from selfreward_lite.run.rundir import init_run
+from selfreward_lite.report.display import report_tables
+from selfreward_lite.report.markdown import build_report
+from selfreward_lite.run.create import create_run
 from selfreward_lite.evaluation.winrate import (bundled_eval_prompts, build_pairwise_prompt, load_eval_prompts, parse_verdict,
                                      resolve_judge, win_rate_summary)
 
@@ -77,7 +78,7 @@ def test_bundled_eft_eval_is_a_ranked_set():
 
 
 def test_ranked_set_reads_the_runs_rubric_and_plain_records(tmp_path):
-    run = init_run(tmp_path / "run", preset="cpu", overrides={})  # cpu preset: compact rubric re-rendered
+    run = create_run(tmp_path / "run", preset="cpu", overrides={})  # cpu preset: compact rubric re-rendered
     items = load_ranked_set(run.seed_path("eft_eval"), COMPACT_TEMPLATE)
     assert len(items) == 30 and items[0]["prompt"] == "What is the tallest mountain in the world?"
     plain = write_lines(tmp_path / "plain.jsonl", [{"prompt": "Q", "response": "A", "score": 4},
@@ -192,9 +193,9 @@ def test_eval_config_validation():
 
 def test_report_on_a_fresh_run_and_a_partial_round(tmp_path):
     pytest.importorskip("matplotlib")
-    run = init_run(tmp_path / "run", preset="cpu", overrides={})
+    run = create_run(tmp_path / "run", preset="cpu", overrides={})
     out = build_report(run.dir)
-    assert newest_model(run) == 0 and out["plots"] == {}
+    assert run.newest_model() == 0 and out["plots"] == {}
     md = (run.dir / "report" / "report.md").read_text()
     assert "M1 has not been trained yet" in md and "No round has started yet" in md
     report_tables(out)  # renders without crashing
@@ -212,10 +213,11 @@ def test_report_on_a_fresh_run_and_a_partial_round(tmp_path):
 # --- the judging stage goes through the one engine, with its output format unchanged --------------
 
 def test_judge_candidates_uses_the_engine_pieces_and_keeps_its_format(tmp_path, monkeypatch):
-    import selfreward_lite.models.hf as model_mod
-    from selfreward_lite.models.hf import Sample
+    import selfreward_lite.models.generation as model_mod
+    from selfreward_lite.models.generation import Sample
     from selfreward_lite.run.rundir import Run
-    from selfreward_lite.loop.stages import judge_candidates, stage_seed
+    from selfreward_lite.loop.stages import judge_candidates
+    from selfreward_lite.run import seeds
 
     calls = []
 
@@ -233,7 +235,7 @@ def test_judge_candidates_uses_the_engine_pieces_and_keeps_its_format(tmp_path, 
     judge_candidates(run, 1, SimpleNamespace(tokenizer=None), tmp_path / "candidates.jsonl", tmp_path / "judgments.jsonl")
 
     [(texts, n, kw)] = calls
-    assert n == 2 and kw["seed"] == stage_seed(run, 1, 3) * 1000 and kw["max_new_tokens"] == run.cfg.judge_max_new_tokens
+    assert n == 2 and kw["seed"] == seeds.stage(run.cfg.seed, 1, seeds.JUDGING) * 1000 and kw["max_new_tokens"] == run.cfg.judge_max_new_tokens
     assert "Name a fruit." in texts[0] and "<response>Apple.</response>" in texts[0]
     rows = [json.loads(line) for line in (tmp_path / "judgments.jsonl").read_text().splitlines()]
     assert rows == [

@@ -10,7 +10,7 @@ from selfreward_lite.config import preset_config
 from selfreward_lite.errors import SrliteError
 from selfreward_lite.tools.export import export_model
 from selfreward_lite.models.hf import load_stack
-from selfreward_lite.run.rundir import init_run
+from selfreward_lite.run.create import create_run
 
 TEXT = "The capital of France is"
 
@@ -20,7 +20,7 @@ TEXT = "The capital of France is"
 @pytest.fixture(scope="module")
 def run_with_m2(tmp_path_factory, embedded):
     """A run directory holding M1's and round 1's adapters, i.e. M2 (no training)."""
-    run = init_run(tmp_path_factory.mktemp("export") / "run", preset="cpu",
+    run = create_run(tmp_path_factory.mktemp("export") / "run", preset="cpu",
                    overrides={"dtype": "float32", "lora_r": 4, "lora_alpha": 8})
     random_adapter(run.cfg, [], run.m1_dir / "adapter", seed=1)
     random_adapter(run.cfg, [run.m1_dir / "adapter"], run.round_dir(1) / "adapter", seed=2)

@@ -4,7 +4,8 @@ import torch
 
 from conftest import random_adapter
 from selfreward_lite.config import preset_config
-from selfreward_lite.models.hf import FOLDED, fold_stack, load_stack
+from selfreward_lite.models.adapters import FOLDED, fold_stack
+from selfreward_lite.models.hf import load_stack
 
 
 

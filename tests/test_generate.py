@@ -1,7 +1,8 @@
 """Batched generation on the embedded model: shared prefill is exact, results map back to inputs."""
 
 from selfreward_lite.config import preset_config
-from selfreward_lite.models.hf import generate, load_stack, render_chat
+from selfreward_lite.models.generation import generate, render_chat
+from selfreward_lite.models.hf import load_stack
 
 QUESTIONS = ["What is the capital of Italy?", "Name two fruits.", "Write one sentence about the sea and the sky at dusk."]
 

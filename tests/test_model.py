@@ -8,7 +8,8 @@ import pytest
 
 from selfreward_lite.config import preset_config
 from selfreward_lite.errors import SrliteError
-from selfreward_lite.models.hf import DEFAULT_CHAT_TEMPLATE, generate, load_stack, load_tokenizer, render_chat
+from selfreward_lite.models.generation import generate, render_chat
+from selfreward_lite.models.hf import DEFAULT_CHAT_TEMPLATE, load_stack, load_tokenizer
 
 
 @pytest.fixture

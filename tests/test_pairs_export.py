@@ -7,7 +7,7 @@ import pytest
 from selfreward_lite.run.files import write_jsonl
 from selfreward_lite.errors import SrliteError
 from selfreward_lite.tools.export import export_pairs
-from selfreward_lite.run.rundir import init_run
+from selfreward_lite.run.create import create_run
 
 QA = [
     ("What is the boiling point of water at sea level?", "100 degrees Celsius (212 °F).", "It depends, maybe 50."),
@@ -19,7 +19,7 @@ QA = [
 
 @pytest.fixture
 def run_with_pairs(tmp_path):
-    run = init_run(tmp_path / "run", preset="cpu", overrides={})
+    run = create_run(tmp_path / "run", preset="cpu", overrides={})
     pairs = [{"id": f"r1-p{i:04d}-pair", "prompt_id": f"r1-p{i:04d}", "prompt": q, "chosen": c, "rejected": r,
               "chosen_id": "x-c0", "rejected_id": "x-c1", "chosen_score": 4.5, "rejected_score": 1.0}
              for i, (q, c, r) in enumerate(QA)]

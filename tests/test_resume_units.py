@@ -13,7 +13,8 @@ from selfreward_lite.errors import SrliteError
 from selfreward_lite.run.journal import Journal, complete_groups
 from selfreward_lite.loop.oom import is_oom, with_backoff
 from selfreward_lite.run.preflight import check_disk, check_drift, check_layout, preflight, remove_stale_temporaries, snapshot_config
-from selfreward_lite.run.rundir import init_run, open_run
+from selfreward_lite.run.create import create_run
+from selfreward_lite.run.rundir import open_run
 
 
 def rec(pid, k):
@@ -78,7 +79,7 @@ def test_first_signal_only_requests_a_stop(tmp_path):
 
 @pytest.fixture
 def run(tmp_path):
-    return init_run(tmp_path / "run", preset="cpu", overrides={})
+    return create_run(tmp_path / "run", preset="cpu", overrides={})
 
 
 def test_backoff_halves_records_and_reuses(run):
@@ -126,8 +127,8 @@ def test_training_stage_restarts_from_fresh_adapter_after_oom(run, monkeypatch):
 
     resets = []
     monkeypatch.setattr("selfreward_lite.loop.train.train_dpo", fake_train)
-    monkeypatch.setattr("selfreward_lite.models.hf.reset_trainable", lambda lm: resets.append(lm))
-    monkeypatch.setattr("selfreward_lite.models.hf.save_adapter", lambda lm, out, name, meta: write_json(out / name, meta))
+    monkeypatch.setattr("selfreward_lite.models.adapters.reset_trainable", lambda lm, seed: resets.append(lm))
+    monkeypatch.setattr("selfreward_lite.models.adapters.save_adapter", lambda lm, out, name, meta: write_json(out / name, meta))
     pairs = run.round_dir(1) / "pairs.jsonl"
     pairs.parent.mkdir(parents=True)
     pairs.write_text(json.dumps({"id": "x", "prompt": "q", "chosen": "a", "rejected": "b"}) + "\n")
@@ -231,9 +232,9 @@ def test_run_lock_refuses_a_second_process(run):
     import subprocess
     import sys
 
-    from selfreward_lite.run.rundir import run_lock
+    from selfreward_lite.run.lock import run_lock
 
-    code = ("import sys; from selfreward_lite.run.rundir import open_run, run_lock\n"
+    code = ("import sys; from selfreward_lite.run.rundir import open_run; from selfreward_lite.run.lock import run_lock\n"
             "try:\n    with run_lock(open_run(sys.argv[1])): pass\nexcept Exception as e: print(e)")
     with run_lock(run):
         out = subprocess.run([sys.executable, "-c", code, str(run.dir)], capture_output=True, text=True).stdout
@@ -251,7 +252,7 @@ def fake_generate_factory(crash_after=None):
     """Deterministic stand-in for model.generate: output depends on the text, sample index and seed."""
     import hashlib
 
-    from selfreward_lite.models.hf import Sample
+    from selfreward_lite.models.generation import Sample
 
     calls = []
 
@@ -287,11 +288,11 @@ def test_journaled_stages_resume_to_the_uninterrupted_result(tmp_path, monkeypat
     from selfreward_lite.loop import stages
 
     def make_run(name):
-        return init_run(tmp_path / name, preset="cpu", overrides={
+        return create_run(tmp_path / name, preset="cpu", overrides={
             "prompts_per_round": 6, "gen_batch_size": 4, "n_candidates": 2, "judge_samples": 2})
 
     def all_stages(run, generate):
-        monkeypatch.setattr("selfreward_lite.models.hf.generate", generate)
+        monkeypatch.setattr("selfreward_lite.models.generation.generate", generate)
         rd = run.round_dir(1)
         for fn, out in ((lambda o: stages.create_prompts(run, 1, FakeLM(), o), rd / "prompts.jsonl"),
                         (lambda o: stages.sample_candidates(run, 1, FakeLM(), rd / "prompts.jsonl", o), rd / "candidates.jsonl"),
@@ -323,7 +324,7 @@ def test_journaled_stages_resume_to_the_uninterrupted_result(tmp_path, monkeypat
 def test_generation_oom_halves_batch_and_keeps_every_record(tmp_path, monkeypatch):
     from selfreward_lite.loop import stages
 
-    run = init_run(tmp_path / "run", preset="cpu", overrides={
+    run = create_run(tmp_path / "run", preset="cpu", overrides={
         "prompts_per_round": 4, "gen_batch_size": 8, "n_candidates": 2, "judge_samples": 2})
     inner, _ = fake_generate_factory()
     sizes = []
@@ -334,7 +335,7 @@ def test_generation_oom_halves_batch_and_keeps_every_record(tmp_path, monkeypatc
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.50 GiB")
         return inner(lm, texts, n, batch_size=batch_size, **kw)
 
-    monkeypatch.setattr("selfreward_lite.models.hf.generate", tight_memory)
+    monkeypatch.setattr("selfreward_lite.models.generation.generate", tight_memory)
     rd = run.round_dir(1)
     stages.create_prompts(run, 1, FakeLM(), rd / "prompts.jsonl")
     stages.sample_candidates(run, 1, FakeLM(), rd / "prompts.jsonl", rd / "candidates.jsonl")

@@ -8,7 +8,9 @@ import torch
 
 from selfreward_lite.run.files import write_jsonl
 from selfreward_lite.config import preset_config
-from selfreward_lite.models.hf import TRAINABLE, completion_logprobs, load_stack, save_adapter
+from selfreward_lite.models.adapters import TRAINABLE, save_adapter
+from selfreward_lite.models.hf import load_stack
+from helpers import completion_logprobs
 from selfreward_lite.run.rundir import Run
 from selfreward_lite.loop.stages import train_round_adapter
 

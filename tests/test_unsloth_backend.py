@@ -16,7 +16,10 @@ import torch
 from conftest import random_adapter
 from selfreward_lite.models import unsloth as U
 from selfreward_lite.config import preset_config
-from selfreward_lite.models.hf import FOLDED, TRAINABLE, completion_logprobs, generate, load_stack, render_chat
+from selfreward_lite.models.adapters import FOLDED, TRAINABLE
+from selfreward_lite.models.generation import generate, render_chat
+from selfreward_lite.models.hf import load_stack
+from helpers import completion_logprobs
 
 
 def fused_mlp(self, x):

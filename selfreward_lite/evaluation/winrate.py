@@ -11,15 +11,16 @@ Mean answer length per model is reported next to the win rate, so length drift i
 from __future__ import annotations
 
 import re
-from importlib import resources
 from pathlib import Path
 
-from ..run.files import read_json, read_jsonl, write_json, write_jsonl
-from ..run.records import read_jsonl_file
-from ..report.display import QuietUI
 from ..errors import SrliteError
-from .judge_quality import EVAL_DIR, Models, cache_key, eval_seed, model_name
-from ..run.rundir import Run
+from ..models import generation
+from ..models.cache import ModelCache
+from ..run import seeds
+from ..run.files import read_json, read_jsonl, write_json, write_jsonl
+from ..run.records import bundled_path, read_jsonl_file
+from ..run.rundir import Run, cache_key
+from ..ui import QuietUI
 
 PAIRWISE_TEMPLATE = """Compare two responses to the user's question and decide which one is better: more relevant, more helpful, more accurate, clearer, and without extraneous content. The order of the responses and their length must not influence you.
 
@@ -51,7 +52,7 @@ def parse_verdict(text: str) -> str | None:
 # --- prompts and responses ------------------------------------------------------------------
 
 def bundled_eval_prompts() -> Path:
-    return Path(str(resources.files("selfreward_lite") / "data" / "eval_prompts.jsonl"))
+    return bundled_path("eval_prompts")
 
 
 def prompts_source(run: Run, source: Path | str | None = None) -> Path:
@@ -88,24 +89,26 @@ def responses_path(run: Run, n: int, source: Path) -> Path:
     if not source.is_file():
         raise SrliteError(f"{source}: no such file (eval prompts).")
     key = cache_key(source.read_bytes(), prompt_limit(run, source), cfg.eval_max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed)
-    return run.dir / EVAL_DIR / f"m{n}" / f"responses-{key}.jsonl"
+    return run.responses_path(n, key)
 
 
-def model_responses(run: Run, n: int, models: Models, source: Path, ui=QuietUI()) -> list[dict]:
+def model_name(spec: int | str) -> str:
+    return f"M{spec}" if isinstance(spec, int) else str(spec)
+
+
+def model_responses(run: Run, n: int, models: ModelCache, source: Path, ui=QuietUI()) -> list[dict]:
     """M_n's answer to each eval prompt (one sample, the candidates' sampling settings), cached."""
-    from ..models.hf import generate, render_chat
-
     out = responses_path(run, n, source)
     if out.is_file():
         return read_jsonl(out)
     cfg = run.cfg
     prompts = load_eval_prompts(source, prompt_limit(run, source))
     lm = models.get(n)
-    texts = [render_chat(lm.tokenizer, [{"role": "user", "content": p["prompt"]}]) for p in prompts]
+    texts = [generation.render_chat(lm.tokenizer, [{"role": "user", "content": p["prompt"]}]) for p in prompts]
     with ui.progress(f"M{n} answers eval prompts", total=len(prompts)) as advance:
-        samples = generate(lm, texts, 1, temperature=cfg.temperature, top_p=cfg.top_p,
-                           max_new_tokens=cfg.eval_max_new_tokens, batch_size=cfg.gen_batch_size,
-                           seed=eval_seed(run), on_batch=advance)
+        samples = generation.generate(lm, texts, 1, temperature=cfg.temperature, top_p=cfg.top_p,
+                                      max_new_tokens=cfg.eval_max_new_tokens, batch_size=cfg.gen_batch_size,
+                                      seed=seeds.evaluation(cfg.seed), on_batch=advance)
     rows = [{"id": p["id"], "prompt": p["prompt"], "response": s.text, "finished": s.finished, "tokens": s.n_tokens}
             for p, (s,) in zip(prompts, samples)]
     write_jsonl(out, rows)
@@ -130,13 +133,11 @@ def win_rate_path(run: Run, new: int, old: int, judge: int | str, source: Path) 
     cfg = run.cfg
     key = cache_key(responses_path(run, new, source).name, responses_path(run, old, source).name, judge,
                     cfg.eval_max_new_tokens, cfg.judge_temperature, cfg.judge_top_p)
-    return run.dir / EVAL_DIR / f"winrate-m{new}-vs-m{old}-{key}.json"
+    return run.win_rate_path(new, old, key)
 
 
-def win_rate(run: Run, new: int, old: int, models: Models, source: Path | None = None, ui=QuietUI()) -> dict:
+def win_rate(run: Run, new: int, old: int, models: ModelCache, source: Path | None = None, ui=QuietUI()) -> dict:
     """M_new vs M_old on the eval prompts, both presentation orders, judged by `winrate_judge` (cached)."""
-    from ..models.hf import generate, render_chat
-
     cfg = run.cfg
     source = prompts_source(run, source)
     judge = resolve_judge(cfg.winrate_judge, new)
@@ -151,11 +152,11 @@ def win_rate(run: Run, new: int, old: int, models: Models, source: Path | None =
         jobs.append((n["id"], "new", build_pairwise_prompt(n["prompt"], n["response"], o["response"])))
         jobs.append((n["id"], "old", build_pairwise_prompt(n["prompt"], o["response"], n["response"])))
     lm = models.get(judge)
-    texts = [render_chat(lm.tokenizer, [{"role": "user", "content": text}]) for _, _, text in jobs]
+    texts = [generation.render_chat(lm.tokenizer, [{"role": "user", "content": text}]) for _, _, text in jobs]
     with ui.progress(f"{model_name(judge)} compares M{new} with M{old}", total=len(jobs)) as advance:
-        samples = generate(lm, texts, 1, temperature=cfg.judge_temperature, top_p=cfg.judge_top_p,
-                           max_new_tokens=cfg.eval_max_new_tokens, batch_size=cfg.gen_batch_size,
-                           seed=eval_seed(run) + 1, on_batch=advance)
+        samples = generation.generate(lm, texts, 1, temperature=cfg.judge_temperature, top_p=cfg.judge_top_p,
+                                      max_new_tokens=cfg.eval_max_new_tokens, batch_size=cfg.gen_batch_size,
+                                      seed=seeds.verdicts(cfg.seed), on_batch=advance)
     verdicts = []
     for (pid, new_is, _), (s,) in zip(jobs, samples):
         v = parse_verdict(s.text)

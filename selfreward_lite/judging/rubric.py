@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import SrliteError
 
 # The paper's additive prompt (Fig. 2), which reached 65.1% pairwise accuracy against 26.6%
 # for a multiple-choice prompt. {instruction} and {response} are filled in.
@@ -92,10 +95,6 @@ def split_judge_prompt(text: str, template: str = RUBRIC_TEMPLATE) -> tuple[str,
 
 def load_rubric(rubric: str) -> str:
     """The judge template: a named rubric ("additive", "additive-compact") or a file with both placeholders."""
-    from pathlib import Path
-
-    from ..errors import SrliteError
-
     if rubric in RUBRICS:
         return RUBRICS[rubric]
     p = Path(rubric).expanduser()

@@ -13,44 +13,20 @@ so an interrupted `srlite iterate` continues where it stopped.
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
+from ..evaluation.runner import evaluate_round
+from ..models.backend import prepare
+from ..models.cache import ModelCache
 from ..run import interrupts
-from . import stages as S
-from ..report.display import QuietUI
+from ..run.files import read_json
+from ..run.lock import run_lock
 from ..run.preflight import preflight, remove_stale_temporaries, snapshot_config
-from ..run.rundir import EVAL, Run, open_run, run_lock
-
-
-class ModelSlot:
-    """M_t, loaded on first use and kept for the rest of the round (one instance in memory)."""
-
-    def __init__(self, run: Run, adapter_dirs: list[Path]):
-        self.run, self.adapter_dirs, self._lm = run, adapter_dirs, None
-
-    def sampler(self):
-        """M_t for generation: the frozen stack without the (zero) trainable adapter."""
-        from ..models.backend import for_sampling
-
-        return for_sampling(self._load())
-
-    def trainer(self):
-        """M_t + a fresh trainable adapter, for SFT/DPO."""
-        from ..models.backend import for_training
-
-        return for_training(self._load())
-
-    def release(self) -> None:
-        """Drop M_t from memory (the evaluation loads the models it needs one at a time)."""
-        self._lm = None
-
-    def _load(self):
-        if self._lm is None:
-            from ..models.backend import load_model
-
-            self._lm = load_model(self.run.cfg, self.adapter_dirs, train_new=True)
-        return self._lm
+from ..run.rundir import ADAPTER, CANDIDATES, JUDGMENTS, METRICS, PAIRS, PROMPTS, Run, open_run
+from ..run.tracking import check_report_to, log_round_metrics
+from ..ui import QuietUI
+from . import stages as S
 
 
 def step(run: Run, ui, name: str, out: Path, make: Callable[[Path], object]) -> None:
@@ -68,65 +44,55 @@ def step(run: Run, ui, name: str, out: Path, make: Callable[[Path], object]) -> 
     run.record_stage(label, time.perf_counter() - start)
 
 
-def build_m1(run: Run, ui=QuietUI()) -> None:
-    """M1: SFT of the first adapter on the seed IFT + EFT data."""
-    slot = ModelSlot(run, [])
-    step(run, ui, "SFT on seed IFT + EFT", run.m1_dir / S.ADAPTER, lambda out: S.train_m1(run, slot.trainer(), out, ui))
-    step(run, ui, "M1 summary", run.m1_dir / S.METRICS, lambda out: S.summarize_m1(run, out))
+def build_m1(run: Run, ui=QuietUI(), models: ModelCache | None = None) -> None:
+    """M1: SFT of the first adapter on the seed IFT + EFT data (M0 = the base model + a new adapter)."""
+    models = models or ModelCache(run)
+    step(run, ui, "SFT on seed IFT + EFT", run.m1_dir / ADAPTER, lambda out: S.train_m1(run, models.trainer(0), out, ui))
+    step(run, ui, "M1 summary", run.m1_dir / METRICS, lambda out: S.summarize_m1(run, out))
 
 
-def run_round(run: Run, t: int, ui=QuietUI()) -> dict:
-    """One self-rewarding iteration: M_t -> M_t+1."""
-    from ..run.files import read_json
-
+def run_round(run: Run, t: int, ui=QuietUI(), models: ModelCache | None = None) -> dict:
+    """One self-rewarding iteration: M_t -> M_t+1. M_t is loaded on first use and kept for the round."""
+    models = models or ModelCache(run)
     rd = run.round_dir(t)
-    m_t = ModelSlot(run, run.adapters_of(t))
-    step(run, ui, "self-instruction (new prompts)", rd / S.PROMPTS,
-         lambda out: S.create_prompts(run, t, m_t.sampler(), out, ui))
-    step(run, ui, f"{run.cfg.n_candidates} candidates per prompt", rd / S.CANDIDATES,
-         lambda out: S.sample_candidates(run, t, m_t.sampler(), rd / S.PROMPTS, out, ui))
-    step(run, ui, f"LLM-as-a-judge, {run.cfg.judge_samples} samples each", rd / S.JUDGMENTS,
-         lambda out: S.judge_candidates(run, t, m_t.sampler(), rd / S.CANDIDATES, out, ui))
-    step(run, ui, "preference pairs", rd / S.PAIRS,
-         lambda out: S.build_pairs(run, rd / S.CANDIDATES, rd / S.JUDGMENTS, out))
-    step(run, ui, f"DPO -> M{t + 1}", rd / S.ADAPTER,
-         lambda out: S.train_round_adapter(run, t, m_t.trainer(), rd / S.PAIRS, out, ui))
-    step(run, ui, "round summary", rd / S.METRICS, lambda out: S.summarize_round(run, t, out))
+    step(run, ui, "self-instruction (new prompts)", rd / PROMPTS,
+         lambda out: S.create_prompts(run, t, models.sampler(t), out, ui))
+    step(run, ui, f"{run.cfg.n_candidates} candidates per prompt", rd / CANDIDATES,
+         lambda out: S.sample_candidates(run, t, models.sampler(t), rd / PROMPTS, out, ui))
+    step(run, ui, f"LLM-as-a-judge, {run.cfg.judge_samples} samples each", rd / JUDGMENTS,
+         lambda out: S.judge_candidates(run, t, models.sampler(t), rd / CANDIDATES, out, ui))
+    step(run, ui, "preference pairs", rd / PAIRS,
+         lambda out: S.build_pairs(run, rd / CANDIDATES, rd / JUDGMENTS, out))
+    step(run, ui, f"DPO -> M{t + 1}", rd / ADAPTER,
+         lambda out: S.train_round_adapter(run, t, models.trainer(t), rd / PAIRS, out, ui))
+    step(run, ui, "round summary", rd / METRICS, lambda out: S.summarize_round(run, t, out))
     if run.cfg.eval_each_round:
-        from ..evaluation.judge_quality import evaluate_round
-
-        m_t.release()
-        step(run, ui, f"evaluation: judge quality of M{t} and M{t + 1}, M{t + 1} vs M{t}", rd / EVAL,
-             lambda out: evaluate_round(run, t, out, ui))
-    return read_json(rd / S.METRICS)
+        models.release()  # M_t with its trained adapter; the evaluation loads the models it needs one at a time
+        step(run, ui, f"evaluation: judge quality of M{t} and M{t + 1}, M{t + 1} vs M{t}", run.eval_path(t),
+             lambda out: evaluate_round(run, t, out, ui, models))
+    return read_json(rd / METRICS)
 
 
 def iterate(run_dir: Path, rounds: int, ui=QuietUI(), force: bool = False) -> list[dict]:
-    """Bring the run to `rounds` completed rounds (building M1 first if needed).
+    """Bring the run to `rounds` completed rounds (building M1 first if needed); returns each round's metrics.
 
-    Pre-flight checks run before any model is loaded; `force` accepts changed settings.
+    Pre-flight checks run before any model is loaded; `force` accepts changed settings. Each round
+    finished by this call is handed to `ui.round_done` with its metrics and evaluation.
     """
-    from ..run.tracking import check_report_to, log_round_metrics
-
     run = open_run(run_dir)
     with run_lock(run):
         preflight(run, rounds, force)
         check_report_to(run.cfg)
-        from ..models.backend import prepare
-
         prepare(run.cfg)  # picks hf/unsloth; unsloth must be imported before the libraries it patches
-        build_m1(run, ui)
+        models = ModelCache(run)
+        build_m1(run, ui, models)
         results = []
         for t in range(1, rounds + 1):
-            done_before = (run.round_dir(t) / S.METRICS).exists()
-            metrics = run_round(run, t, ui)
+            done_before = (run.round_dir(t) / METRICS).exists()
+            metrics = run_round(run, t, ui, models)
             if not done_before:
-                ui.round_table(f"Round {t}: M{t} -> M{t + 1}", metrics)
-                log_round_metrics(run.cfg, run.dir, t, metrics)
-                if (run.round_dir(t) / EVAL).is_file():
-                    from ..run.files import read_json
-                    from ..report.markdown import round_eval_table
-
-                    ui.info(round_eval_table(read_json(run.round_dir(t) / EVAL)))
+                evaluation = read_json(run.eval_path(t)) if run.eval_path(t).is_file() else None
+                ui.round_done(t, metrics, evaluation)
+                log_round_metrics(run, t, metrics)
             results.append(metrics)
     return results

@@ -8,24 +8,24 @@ from __future__ import annotations
 
 import random
 import shutil
-from collections import Counter
+from dataclasses import replace
 from pathlib import Path
 
-from ..run import interrupts
-from ..run.files import read_json, read_jsonl, write_json, write_jsonl
-from ..run.records import first_user_text, split_prompt_completion
-from ..report.display import QuietUI
-from ..run.journal import Journal, complete_groups
+from ..errors import SrliteError
+from ..judging import engine
 from ..judging.rubric import load_rubric, mean_score
+from ..models import adapters, generation
+from ..run import interrupts, seeds
+from ..run.files import read_json, read_jsonl, write_json, write_jsonl
+from ..run.journal import Journal, complete_groups
+from ..run.records import first_user_text, split_prompt_completion
+from ..run.rundir import (CANDIDATES, DPO_SUMMARY, JUDGMENTS, PROMPTS, SFT_SUMMARY, Run, checkpoints_of,
+                          stats_of)
+from ..ui import QuietUI
+from . import train
 from .oom import with_backoff
 from .pairs import select_pairs
 from .self_instruction import STOP, PromptFilter, extract_prompt, few_shot_prompt
-from ..run.rundir import ADAPTER, CANDIDATES, JUDGMENTS, METRICS, PAIRS, PROMPTS, Run  # noqa: F401 (re-exported)
-from ..run.tracking import logs_dir
-
-
-def stage_seed(run: Run, t: int, stage: int) -> int:
-    return run.cfg.seed * 1000 + t * 10 + stage
 
 
 def seed_prompts(run: Run) -> list[str]:
@@ -39,41 +39,29 @@ def earlier_prompts(run: Run, t: int) -> list[str]:
 # --- M1: supervised fine-tuning on IFT + EFT -------------------------------------------
 
 def train_m1(run: Run, lm, out: Path, ui=QuietUI()) -> None:
-    from .train import train_sft
-    from ..models.hf import save_adapter
-
     records = [
         split_prompt_completion(r["messages"])
         for kind in ("ift", "eft_train")
         for r in read_jsonl(run.seed_path(kind))
     ]
     with ui.progress("SFT steps", total=None) as advance:
-        result = _train_with_backoff(run, lm, lambda cfg: train_sft(
+        result = _train_with_backoff(run, lm, lambda cfg: train.train_sft(
             cfg, lm, records, on_step=lambda s, n: advance(1, total=n), checkpoint_dir=checkpoints_of(out),
-            log_dir=logs_dir(run.dir) / "m1-sft"))
-    save_adapter(lm, out, "sft.json", {**result, "records": len(records)})
+            log_dir=run.training_log_dir(0)))
+    adapters.save_adapter(lm, out, SFT_SUMMARY, {**result, "records": len(records)})
     shutil.rmtree(checkpoints_of(out), ignore_errors=True)
-
-
-def checkpoints_of(out: Path) -> Path:
-    """Training checkpoints of an adapter stage, kept until the adapter itself is written."""
-    return out.with_name(out.name + ".checkpoints")
 
 
 def _train_with_backoff(run: Run, lm, train):
     """Train; on out-of-memory, restart from a fresh adapter with half the micro-batch
     (gradient accumulation keeps the effective batch, so the result means the same)."""
-    from dataclasses import replace
-
-    from ..models.hf import reset_trainable
-
     return with_backoff(run, "training", run.cfg.train_micro_batch_size,
                         lambda micro: train(replace(run.cfg, train_micro_batch_size=micro)),
-                        on_retry=lambda micro: reset_trainable(lm))
+                        on_retry=lambda micro: adapters.reset_trainable(lm, seeds.adapter_init(run.cfg.seed)))
 
 
 def summarize_m1(run: Run, out: Path) -> None:
-    sft = read_json(run.m1_dir / ADAPTER / "sft.json")
+    sft = read_json(run.sft_summary_path)
     write_json(out, {k: v for k, v in sft.items() if k != "log"})
 
 
@@ -86,12 +74,11 @@ def create_prompts(run: Run, t: int, lm, out: Path, ui=QuietUI()) -> None:
     resumed stage replays the journal through the same filter and continues with the next
     batch (batch b always uses the same seed, so the result does not depend on restarts).
     """
-    from ..models.hf import generate
-
     cfg = run.cfg
-    seeds = seed_prompts(run)
+    seed_texts = seed_prompts(run)
     earlier = earlier_prompts(run, t)
-    flt = PromptFilter(seeds + earlier, cfg.prompt_min_words, cfg.prompt_max_words, cfg.prompt_max_rouge)
+    stage_seed = seeds.stage(cfg.seed, t, seeds.PROMPTS)
+    flt = PromptFilter(seed_texts + earlier, cfg.prompt_min_words, cfg.prompt_max_words, cfg.prompt_max_rouge)
     kept: list[str] = []
     examined = attempts = batch = 0
     budget = cfg.prompts_per_round * cfg.prompt_max_attempts
@@ -115,13 +102,13 @@ def create_prompts(run: Run, t: int, lm, out: Path, ui=QuietUI()) -> None:
             interrupts.check()
             # Oversample a little: about half of what a small model writes gets filtered.
             want = min(cfg.gen_batch_size, budget - attempts, 2 * (cfg.prompts_per_round - len(kept)))
-            rng = random.Random(stage_seed(run, t, 1) * 1000 + batch)
-            texts = [few_shot_prompt(seeds, earlier + kept, cfg.prompt_shots, cfg.prompt_shots_generated, rng)
+            rng = random.Random(seeds.batch(stage_seed, batch))
+            texts = [few_shot_prompt(seed_texts, earlier + kept, cfg.prompt_shots, cfg.prompt_shots_generated, rng)
                      for _ in range(want)]
-            samples = with_backoff(run, "generation", cfg.gen_batch_size, lambda bs: generate(
+            samples = with_backoff(run, "generation", cfg.gen_batch_size, lambda bs: generation.generate(
                 lm, texts, 1, temperature=cfg.prompt_temperature, top_p=cfg.prompt_top_p,
                 max_new_tokens=cfg.prompt_max_new_tokens, batch_size=bs,
-                seed=stage_seed(run, t, 1) * 1000 + batch, stop_strings=[STOP],
+                seed=seeds.batch(stage_seed, batch), stop_strings=[STOP],
             ))
             before = len(kept)
             entries = []
@@ -134,7 +121,7 @@ def create_prompts(run: Run, t: int, lm, out: Path, ui=QuietUI()) -> None:
             attempts, batch = attempts + want, batch + 1
             advance(len(kept) - before)
     stats = {"generated": examined, "kept": len(kept), "dropped": dict(flt.dropped)}
-    write_json(out.with_name("prompts_stats.json"), stats)
+    write_json(stats_of(out), stats)
     journal.finish([{"id": f"r{t}-p{i:04d}", "prompt": p} for i, p in enumerate(kept)])
 
 
@@ -160,8 +147,7 @@ def _generate_journaled(run: Run, t: int, stage: int, lm, journal: Journal, work
     Chunks are fixed slices of the work list (longest texts first, as a batch wants), so
     chunk c always has the same items and seed whether or not the stage was restarted.
     """
-    from ..models.hf import generate
-
+    stage_seed = seeds.stage(run.cfg.seed, t, stage)
     texts = [text_of(w) for w in work]
     order = sorted(range(len(work)), key=lambda i: -len(texts[i]))
     per_chunk = max(1, run.cfg.gen_batch_size // n)
@@ -170,8 +156,8 @@ def _generate_journaled(run: Run, t: int, stage: int, lm, journal: Journal, work
         if not todo:
             continue
         interrupts.check()
-        samples = with_backoff(run, "generation", run.cfg.gen_batch_size, lambda bs: generate(
-            lm, [texts[i] for i in todo], n, batch_size=bs, seed=stage_seed(run, t, stage) * 1000 + c, **sampling,
+        samples = with_backoff(run, "generation", run.cfg.gen_batch_size, lambda bs: generation.generate(
+            lm, [texts[i] for i in todo], n, batch_size=bs, seed=seeds.batch(stage_seed, c), **sampling,
         ))
         journal.append([row for i, group in zip(todo, samples) for row in rows_of(work[i], group)])
         advance(len(todo))
@@ -180,8 +166,6 @@ def _generate_journaled(run: Run, t: int, stage: int, lm, journal: Journal, work
 # --- 2. N candidate responses per prompt --------------------------------------------------
 
 def sample_candidates(run: Run, t: int, lm, prompts_file: Path, out: Path, ui=QuietUI()) -> None:
-    from ..models.hf import render_chat
-
     cfg = run.cfg
     journal = Journal(out)
     done = {r["prompt_id"] for r in journal.load(complete_groups("prompt_id", cfg.n_candidates))}
@@ -194,8 +178,8 @@ def sample_candidates(run: Run, t: int, lm, prompts_file: Path, out: Path, ui=Qu
     with ui.progress("prompts answered", total=len(prompts)) as advance:
         advance(len(done))
         _generate_journaled(
-            run, t, 2, lm, journal, prompts, cfg.n_candidates,
-            lambda p: render_chat(lm.tokenizer, [{"role": "user", "content": p["prompt"]}]), rows_of,
+            run, t, seeds.CANDIDATES, lm, journal, prompts, cfg.n_candidates,
+            lambda p: generation.render_chat(lm.tokenizer, [{"role": "user", "content": p["prompt"]}]), rows_of,
             {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.response_max_new_tokens},
             advance,
         )
@@ -206,8 +190,6 @@ def sample_candidates(run: Run, t: int, lm, prompts_file: Path, out: Path, ui=Qu
 # --- 3. LLM-as-a-Judge: the same model scores every candidate K times ---------------------
 
 def judge_candidates(run: Run, t: int, lm, candidates_file: Path, out: Path, ui=QuietUI()) -> None:
-    from ..judging import engine as scoring
-
     cfg = run.cfg
     rubric = load_rubric(cfg.rubric)
     journal = Journal(out)
@@ -216,12 +198,12 @@ def judge_candidates(run: Run, t: int, lm, candidates_file: Path, out: Path, ui=
 
     def rows_of(c: dict, group) -> list[dict]:
         return [{"id": f"{c['id']}-j{r['sample']}", "candidate_id": c["id"], "prompt_id": c["prompt_id"],
-                 "text": r["text"], "score": r["score"], "parse": r["parse"]} for r in scoring.parse_judgments(c, group)]
+                 "text": r["text"], "score": r["score"], "parse": r["parse"]} for r in engine.parse_judgments(c, group)]
 
     with ui.progress("candidates judged", total=len(cands)) as advance:
         advance(len(done))
-        _generate_journaled(run, t, 3, lm, journal, cands, cfg.judge_samples,
-                            lambda c: scoring.judge_text(lm, rubric, c), rows_of, scoring.sampling(cfg), advance)
+        _generate_journaled(run, t, seeds.JUDGING, lm, journal, cands, cfg.judge_samples,
+                            lambda c: engine.judge_text(lm, rubric, c), rows_of, engine.sampling(cfg), advance)
     by_id = {r["id"]: r for r in journal.load()}
     journal.finish([by_id[f"{c['id']}-j{k}"] for c in cands for k in range(cfg.judge_samples)])
 
@@ -234,30 +216,26 @@ def build_pairs(run: Run, candidates_file: Path, judgments_file: Path, out: Path
         scores.setdefault(j["candidate_id"], []).append(j["score"])
     cands = [{**c, "score": mean_score(scores.get(c["id"], []))} for c in read_jsonl(candidates_file)]
     pairs, dropped = select_pairs(cands, run.cfg.pair_min_margin)
-    write_json(out.with_name("pairs_stats.json"), {"kept": len(pairs), "dropped": dict(dropped)})
+    write_json(stats_of(out), {"kept": len(pairs), "dropped": dict(dropped)})
     write_jsonl(out, pairs)
 
 
 # --- 5. DPO: a new adapter on top of M_t gives M_t+1 --------------------------------------
 
 def train_round_adapter(run: Run, t: int, lm, pairs_file: Path, out: Path, ui=QuietUI()) -> None:
-    from ..errors import SrliteError
-    from ..models.hf import save_adapter
-    from .train import train_dpo
-
     pairs = read_jsonl(pairs_file)
     if not pairs:
-        stats = read_json(pairs_file.with_name("pairs_stats.json"))
+        stats = read_json(stats_of(pairs_file))
         raise SrliteError(
             f"{pairs_file}: round {t} produced no preference pairs (dropped: {stats['dropped']}), so there is "
             "nothing to train on. Look at the judge parse rate in judgments.jsonl; raise prompts_per_round or "
             "n_candidates in config.json, delete this round's folder, and run `srlite iterate` again."
         )
     with ui.progress("DPO steps", total=None) as advance:
-        result = _train_with_backoff(run, lm, lambda cfg: train_dpo(
+        result = _train_with_backoff(run, lm, lambda cfg: train.train_dpo(
             cfg, lm, pairs, on_step=lambda s, n: advance(1, total=n), checkpoint_dir=checkpoints_of(out),
-            log_dir=logs_dir(run.dir) / f"round{t}-dpo"))
-    save_adapter(lm, out, "dpo.json", result)
+            log_dir=run.training_log_dir(t)))
+    adapters.save_adapter(lm, out, DPO_SUMMARY, result)
     shutil.rmtree(checkpoints_of(out), ignore_errors=True)
 
 
@@ -266,26 +244,18 @@ def train_round_adapter(run: Run, t: int, lm, pairs_file: Path, out: Path, ui=Qu
 def summarize_round(run: Run, t: int, out: Path) -> dict:
     rd = run.round_dir(t)
     cands = read_jsonl(rd / CANDIDATES)
-    judgments = read_jsonl(rd / JUDGMENTS)
-    parsed = [j["score"] for j in judgments if j["score"] is not None]
-    dpo = read_json(rd / ADAPTER / "dpo.json")
+    judged = engine.judgment_summary(read_jsonl(rd / JUDGMENTS))
+    dpo = read_json(run.dpo_summary_path(t))
     metrics = {
         "round": t,
-        "prompts": read_json(rd / "prompts_stats.json"),
+        "prompts": read_json(run.prompts_stats_path(t)),
         "candidates": {
             "total": len(cands),
             "truncated": sum(not c["finished"] for c in cands),
             "mean_chars": sum(len(c["response"]) for c in cands) / max(1, len(cands)),
         },
-        "judgments": {
-            "total": len(judgments),
-            "parsed": len(parsed),
-            "parse_rate": len(parsed) / max(1, len(judgments)),
-            "unparsed": dict(Counter(j["parse"] for j in judgments if j["score"] is None)),
-            "histogram": {str(s): parsed.count(s) for s in range(6)},
-            "mean_score": sum(parsed) / len(parsed) if parsed else None,
-        },
-        "pairs": read_json(rd / "pairs_stats.json"),
+        "judgments": {"total": judged.pop("judgments"), **judged},
+        "pairs": read_json(run.pairs_stats_path(t)),
         "dpo": {k: dpo[k] for k in ("steps", "first_loss", "last_loss", "reward_margin", "reward_accuracy")},
         "stage_seconds": {k: v["seconds"] for k, v in run.manifest().get("stages", {}).items()
                           if k.startswith(f"round{t}/")},

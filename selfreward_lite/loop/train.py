@@ -14,14 +14,17 @@ import contextlib
 import math
 import os
 import shutil
+import sys
 import tempfile
 from collections.abc import Callable
+from importlib import metadata
 from pathlib import Path
 
-from ..run import interrupts
 from ..config import Config
 from ..errors import SrliteError
-from ..models.hf import TRAINABLE, LoadedModel, activate
+from ..models.adapters import TRAINABLE, LoadedModel, activate
+from ..run import interrupts, seeds
+from ..run.rundir import ADAPTER_WEIGHTS
 from ..run.tracking import trainer_logging, trainer_report_to
 
 
@@ -41,8 +44,8 @@ def _common_args(cfg: Config, lm: LoadedModel, out_dir: str, batch_size: int, ch
         **saving,
         report_to=trainer_report_to(cfg, log_dir),
         run_name=Path(log_dir).name if log_dir else None,
-        seed=cfg.seed,
-        data_seed=cfg.seed,
+        seed=seeds.training(cfg.seed),
+        data_seed=seeds.training(cfg.seed),
         max_length=cfg.max_length,
         gradient_checkpointing=cfg.gradient_checkpointing,
         bf16=str(lm.dtype) == "torch.bfloat16",
@@ -94,7 +97,7 @@ def last_checkpoint(folder: Path | None) -> str | None:
         return None
     complete = []
     for d in folder.glob("checkpoint-*"):
-        if (d / "trainer_state.json").is_file() and (d / "adapter_model.safetensors").is_file():
+        if (d / "trainer_state.json").is_file() and (d / ADAPTER_WEIGHTS).is_file():
             complete.append(d)
         else:
             shutil.rmtree(d, ignore_errors=True)
@@ -118,7 +121,7 @@ def _resumable(trainer_cls):
             from safetensors.torch import load_file
 
             peft_model = self.accelerator.unwrap_model(model or self.model)
-            weights = load_file(os.path.join(resume_from_checkpoint, "adapter_model.safetensors"))
+            weights = load_file(os.path.join(resume_from_checkpoint, ADAPTER_WEIGHTS))
             result = set_peft_model_state_dict(peft_model, weights, adapter_name=TRAINABLE)
             if result.unexpected_keys:
                 raise RuntimeError(f"checkpoint {resume_from_checkpoint} does not match the adapter: "
@@ -227,14 +230,11 @@ def _stacked_dpo_trainer_class():
 def _check_trl_runs_here(lm: LoadedModel) -> None:
     """TRL 1.15 (what the unsloth extra pins) computes DPO log-probs with a Triton-only kernel that
     fails on CPU, unless unsloth was imported first (its CPU fallback patches it); 1.16 has a CPU path."""
-    import sys
-    from importlib.metadata import version
-
     from packaging.version import Version
 
-    if lm.device == "cpu" and Version(version("trl")) < Version("1.16") and "unsloth" not in sys.modules:
+    if lm.device == "cpu" and Version(metadata.version("trl")) < Version("1.16") and "unsloth" not in sys.modules:
         raise SrliteError(
-            f"DPO on CPU needs trl>=1.16 (installed: trl {version('trl')}, which the unsloth extra pins for "
+            f"DPO on CPU needs trl>=1.16 (installed: trl {metadata.version('trl')}, which the unsloth extra pins for "
             'CUDA machines). Fix: pip install "trl>=1.16" (the unsloth extra is for CUDA GPUs only).'
         )
 

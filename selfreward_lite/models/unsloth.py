@@ -1,26 +1,26 @@
 """The Unsloth backend: FastLanguageModel 4-bit loading, fused LoRA kernels, batched generation.
 
 Chosen by `backend.resolve_backend` (CUDA + `pip install "selfreward-lite[unsloth]"`); the HF
-backend (`model.py`) stays the fallback, and both produce interchangeable adapters (a run can
+backend (`hf.py`) stays the fallback, and both produce interchangeable adapters (a run can
 resume on either). Only this module imports unsloth, and it does so before trl/peft/transformers
 (`import_unsloth`, called by `backend.prepare` at the start of a run).
 
 How M_t is laid out, and the Unsloth quirks this handles (unsloth 2026.10.x):
 - Unsloth's fused LoRA kernels read exactly one active adapter (with more they raise). The frozen
-  stack m1..mt is therefore folded into one adapter, exactly (`model.fold_stack`: PEFT "cat",
+  stack m1..mt is therefore folded into one adapter, exactly (`adapters.fold_stack`: PEFT "cat",
   rank = sum of ranks), and the separate copies are dropped. Sampling and judging run on that
   single adapter with the fused kernels (`sampling_mode`).
 - Training M_t+1 needs the folded M_t (frozen) and the new adapter active together. There the
   fused kernels are swapped for Unsloth's plain projection path, which calls PEFT's multi-adapter
   LoRA forward, and swapped back for sampling (`_kernel_state`). M1's SFT (no stack) keeps them.
   The new adapter starts with B = 0, so at step 0 the model is exactly M_t and the DPO reference
-  computed by `train.StackedDPOTrainer` is M_t, as with the HF backend.
+  computed by `loop.train.StackedDPOTrainer` is M_t, as with the HF backend.
 - `get_peft_model` refuses a second adapter on a PeftModel: it creates M1's adapter only; on a
   stack the new adapter is added with PEFT's `add_adapter` (named "default", as both expect).
 - Unsloth's trainer patch ignores a `peft_config` passed to a trainer: none is ever passed, the
   adapter exists before the trainer is built.
 - `for_inference` / `for_training` / `patch_peft_model` flip the padding side of the tokenizer
-  Unsloth returns. We use our own tokenizer (`model.load_tokenizer`, same as the HF backend, no
+  Unsloth returns. We use our own tokenizer (`hf.load_tokenizer`, same as the HF backend, no
   `fix_tokenizer`, so the vocabulary is never resized) and reset its side after every switch.
 - Version pins: unsloth 2026.10.9 needs trl<=1.15, transformers<=5.17, datasets<5, torch<2.15;
   pyproject.toml allows trl>=1.15 so the `unsloth` extra resolves (see docs/benchmarks.md).
@@ -34,20 +34,10 @@ from typing import Sequence
 
 from ..config import Config
 from ..errors import SrliteError
-from .hf import (
-    load_adapters,
-    FOLDED,
-    TRAINABLE,
-    LoadedModel,
-    activate,
-    fold_stack,
-    load_tokenizer,
-    quiet_libraries,
-    resolve_device,
-    resolve_dtype,
-    resolve_model_path,
-    uses_4bit,
-)
+from ..run import seeds
+from .adapters import FOLDED, TRAINABLE, LoadedModel, activate, fold_stack, load_adapters
+from .embedded import resolve_model_path
+from .hf import load_tokenizer, quiet_libraries, resolve_device, resolve_dtype, uses_4bit
 
 # Judge prompts (rubric + question + answer) plus the judgment outgrow max_length (a training
 # limit); Unsloth sizes its RoPE cache from max_seq_length, so give generation room.
@@ -96,7 +86,7 @@ def load_stack(cfg: Config, adapter_dirs: Sequence[Path], train_new: bool = True
             load_in_4bit=uses_4bit(cfg),
             trust_remote_code=cfg.trust_remote_code,
             use_gradient_checkpointing=gc_mode,
-            random_state=cfg.seed,
+            random_state=seeds.adapter_init(cfg.seed),
             fix_tokenizer=False,
         )
     except OSError as e:
@@ -121,7 +111,7 @@ def load_stack(cfg: Config, adapter_dirs: Sequence[Path], train_new: bool = True
             model.add_adapter(TRAINABLE, LoraConfig(task_type="CAUSAL_LM", **lora_kwargs(cfg)))
         else:
             model = FastLanguageModel.get_peft_model(
-                model, **lora_kwargs(cfg), use_gradient_checkpointing=gc_mode, random_state=cfg.seed
+                model, **lora_kwargs(cfg), use_gradient_checkpointing=gc_mode, random_state=seeds.adapter_init(cfg.seed)
             )
         names.append(TRAINABLE)
     if stack:

@@ -11,7 +11,16 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
+
+
+def _temp_prefix(path: Path) -> str:
+    return f".{path.name}."
+
+
+def temporaries(path: Path) -> Iterator[Path]:
+    """What an interrupted atomic write of `path` may have left next to it."""
+    return Path(path).parent.glob(f"{_temp_prefix(Path(path))}*.tmp")
 
 
 def _umask() -> int:
@@ -23,7 +32,7 @@ def _umask() -> int:
 def atomic_write_text(path: Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=_temp_prefix(path), suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -50,7 +59,7 @@ def write_jsonl(path: Path, records: Iterable[dict]) -> None:
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    """Read a JSONL artifact this tool wrote (user files go through `data.load_messages`)."""
+    """Read a JSONL artifact this tool wrote (user files go through `records.read_jsonl_file`)."""
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
 
@@ -59,7 +68,7 @@ def atomic_directory(final: Path, build) -> None:
     """Create directory `final` by calling `build(tmp_dir)` and renaming tmp_dir into place."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(final), suffix=".tmp", dir=final.parent))
     try:
         build(tmp)
         os.chmod(tmp, 0o777 & ~_umask())

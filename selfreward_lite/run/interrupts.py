@@ -25,10 +25,6 @@ def check() -> None:
         raise Interrupted(_requested[0])
 
 
-def requested() -> int | None:
-    return _requested[0] if _requested else None
-
-
 @contextlib.contextmanager
 def graceful_stop(on_first_signal=None):
     """Install the handlers; `on_first_signal(signum)` may tell the user what happens next."""

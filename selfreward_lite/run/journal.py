@@ -16,12 +16,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from .files import atomic_write_text, write_jsonl
+from .rundir import journal_of
 
 
 class Journal:
     def __init__(self, artifact: Path):
         self.artifact = Path(artifact)
-        self.path = self.artifact.with_name(self.artifact.name + ".partial")
+        self.path = journal_of(self.artifact)
 
     def load(self, complete: Callable[[list[dict]], list[dict]] | None = None) -> list[dict]:
         """Finished records; a torn tail (a kill in mid-write) is cut off the file.

@@ -16,12 +16,13 @@ import tempfile
 from dataclasses import asdict
 from pathlib import Path
 
-from .files import read_json, write_json
 from ..config import RUN_WIDE, SAFE_TO_CHANGE, Config
 from ..errors import SrliteError
-from .rundir import ADAPTER, METRICS, SEED_FILES, Run, _now, file_sha256
+from ..models.embedded import EMBEDDED, embedded_cache_dir
+from .files import read_json, temporaries, write_json
+from .records import load_messages
+from .rundir import ADAPTER, METRICS, SEED_FILES, Run, checkpoints_of, file_sha256, journal_of, now
 
-SNAPSHOT = "config.json"  # the settings a model folder (m1/, roundN/) was made with
 MiB = 1024 * 1024
 
 
@@ -48,8 +49,6 @@ def check_layout(run: Run) -> None:
 
 
 def check_seeds(run: Run) -> None:
-    from .records import load_messages
-
     recorded = run.manifest().get("seed_sha256", {})
     for kind in SEED_FILES:
         path = run.seed_path(kind)
@@ -63,13 +62,13 @@ def check_seeds(run: Run) -> None:
 
 
 def started(run: Run) -> bool:
-    return (run.m1_dir / SNAPSHOT).is_file()
+    return run.snapshot_path(run.m1_dir).is_file()
 
 
 def snapshot_config(run: Run, folder: Path) -> None:
     """Record the settings a model folder is made with (once, when its first stage starts)."""
-    if not (folder / SNAPSHOT).is_file():
-        write_json(folder / SNAPSHOT, asdict(run.cfg))
+    if not run.snapshot_path(folder).is_file():
+        write_json(run.snapshot_path(folder), asdict(run.cfg))
 
 
 def _changes(cfg: Config, snapshot_path: Path, fields) -> list[tuple[str, object, object]]:
@@ -85,13 +84,13 @@ def check_drift(run: Run, force: bool) -> None:
     """Refuse to resume with settings that would make finished artifacts inconsistent."""
     checks = []  # (snapshot, fields, what depends on them)
     if started(run):
-        checks.append((run.m1_dir / SNAPSHOT, RUN_WIDE, "every model of this run (M1 onwards)"))
+        checks.append((run.snapshot_path(run.m1_dir), RUN_WIDE, "every model of this run (M1 onwards)"))
     t = 1
     while run.round_dir(t).is_dir():
         rd = run.round_dir(t)
-        if (rd / SNAPSHOT).is_file() and not (rd / METRICS).is_file():
+        if run.snapshot_path(rd).is_file() and not (rd / METRICS).is_file():
             fields = set(asdict(run.cfg)) - SAFE_TO_CHANGE
-            checks.append((rd / SNAPSHOT, fields, f"round {t}, which is in progress"))
+            checks.append((run.snapshot_path(rd), fields, f"round {t}, which is in progress"))
         t += 1
     problems = []
     for snapshot, fields, what in checks:
@@ -109,7 +108,7 @@ def check_drift(run: Run, force: bool) -> None:
         )
     m = run.manifest()
     m.setdefault("forced_config_changes", []).append(
-        {"at": _now(), "changes": {name: [old, new] for _, name, old, new, _ in problems}}
+        {"at": now(), "changes": {name: [old, new] for _, name, old, new, _ in problems}}
     )
     write_json(run.manifest_path, m)
     for snapshot in {p[0] for p in problems}:
@@ -130,11 +129,9 @@ def estimate_bytes(run: Run, rounds: int) -> int:
 
 def _adapter_bytes(cfg: Config) -> int:
     """LoRA parameters (float32) from the model's config when it is a local folder, else a guess."""
-    from ..models.hf import cache_root
-
     # Never convert the embedded model here: that would import transformers before the backend
     # (Unsloth must be imported first) and before the checks are done.
-    folder = cache_root() / "smollm2-135m-instruct" if cfg.model == "embedded" else Path(cfg.model)
+    folder = embedded_cache_dir() if cfg.model == EMBEDDED else Path(cfg.model)
     try:
         path = folder / "config.json"
         mc = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
@@ -166,9 +163,9 @@ def remove_stale_temporaries(out: Path) -> None:
     """What a killed process may leave next to an artifact: its temporaries (`.name.XXXX.tmp`
     files or folders), and its journal or training checkpoints once the artifact is complete."""
     if out.exists():  # complete: its journal and checkpoints are no longer needed
-        shutil.rmtree(out.with_name(out.name + ".checkpoints"), ignore_errors=True)
-        out.with_name(out.name + ".partial").unlink(missing_ok=True)
-    for tmp in out.parent.glob(f".{out.name}.*.tmp"):
+        shutil.rmtree(checkpoints_of(out), ignore_errors=True)
+        journal_of(out).unlink(missing_ok=True)
+    for tmp in temporaries(out):
         if tmp.is_dir() and not tmp.is_symlink():
             shutil.rmtree(tmp, ignore_errors=True)
         else:

@@ -8,11 +8,13 @@ one raises an SrliteError naming the file, line and field.
 
 from __future__ import annotations
 
+import gzip
 import json
 from importlib import resources
 from pathlib import Path
 
 from ..errors import SrliteError
+from ..judging.rubric import parse_score
 
 ROLES = ("system", "user", "assistant")
 MAX_LINE_BYTES = 4_000_000  # a seed record longer than this is a wrong file, not a conversation
@@ -20,6 +22,7 @@ BUNDLED = {
     "ift": "ift_seed.jsonl",
     "eft_train": "eft_train.jsonl",
     "eft_eval": "eft_eval.jsonl",
+    "eval_prompts": "eval_prompts.jsonl",  # held-out prompts for the win rate (evaluation/winrate.py)
 }
 
 
@@ -57,30 +60,35 @@ def validate_record(record, where: str) -> list[dict]:
 
 
 def read_jsonl_file(path: Path) -> list[tuple[int, object]]:
-    """(line number, parsed JSON) for each non-blank line; errors name the file and line."""
+    """(line number, parsed JSON) for each non-blank line of a JSONL file (gzip-compressed when its
+    name ends in .gz); errors name the file and line. The one reader of users' JSONL files."""
     path = Path(path)
     if path.is_dir():
         raise SrliteError(f"{path}: is a directory; expected a JSONL file.")
     if not path.is_file():
         raise SrliteError(f"{path}: no such file.")
+    opener = gzip.open if path.name.endswith(".gz") else open
     out = []
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            if len(raw) > MAX_LINE_BYTES:
-                raise SrliteError(
-                    f"{path}, line {lineno}: {len(raw) / 1e6:.1f} MB on one line; a record may have at most "
-                    f"{MAX_LINE_BYTES // 1_000_000} MB. Is this really a JSONL file of conversations?"
-                )
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise SrliteError(f"{path}, line {lineno}: not valid UTF-8 ({e.reason} at byte {e.start}).") from None
-            if not text.strip():
-                continue
-            try:
-                out.append((lineno, json.loads(text)))
-            except json.JSONDecodeError as e:
-                raise SrliteError(f"{path}, line {lineno}: not valid JSON ({e.msg} at column {e.colno}).") from None
+    try:
+        with opener(path, "rb") as f:
+            for lineno, raw in enumerate(f, start=1):
+                if len(raw) > MAX_LINE_BYTES:
+                    raise SrliteError(
+                        f"{path}, line {lineno}: {len(raw) / 1e6:.1f} MB on one line; a record may have at most "
+                        f"{MAX_LINE_BYTES // 1_000_000} MB. Is this really a JSONL file of conversations?"
+                    )
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as e:
+                    raise SrliteError(f"{path}, line {lineno}: not valid UTF-8 ({e.reason} at byte {e.start}).") from None
+                if not text.strip():
+                    continue
+                try:
+                    out.append((lineno, json.loads(text)))
+                except json.JSONDecodeError as e:
+                    raise SrliteError(f"{path}, line {lineno}: not valid JSON ({e.msg} at column {e.colno}).") from None
+    except (OSError, EOFError) as e:  # e.g. a truncated or non-gzip .gz
+        raise SrliteError(f"{path}: cannot be read ({e}).") from None
     return out
 
 
@@ -94,7 +102,7 @@ def load_messages(source: str, kind: str) -> list[list[dict]]:
         rows = read_jsonl_file(path)
         where = lambda n: f"{path}, line {n}"  # noqa: E731
     else:
-        rows = _load_hf_dataset(source)
+        rows = load_hf_dataset(source)
         where = lambda n: f"dataset {source}, row {n}"  # noqa: E731
     if not rows:
         raise SrliteError(f"{path if source == 'bundled' or path.exists() else source}: contains no records.")
@@ -107,8 +115,6 @@ def load_messages(source: str, kind: str) -> list[list[dict]]:
 
 def _check_judgment(messages: list[dict], where: str) -> None:
     """A judge example must end with a score M1 can learn to give (and eval can compare with)."""
-    from ..judging.rubric import parse_score
-
     last = len(messages) - 1
     parsed = parse_score(messages[last]["content"])
     if parsed.score is None:
@@ -118,7 +124,7 @@ def _check_judgment(messages: list[dict], where: str) -> None:
         )
 
 
-def _load_hf_dataset(source: str) -> list[tuple[int, object]]:
+def load_hf_dataset(source: str) -> list[tuple[int, object]]:
     name, _, split = source.partition(":")
     try:
         import datasets

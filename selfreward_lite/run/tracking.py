@@ -22,8 +22,8 @@ import sys
 from pathlib import Path
 
 from ..errors import SrliteError
+from .rundir import Run
 
-REPORT_TO = ("none", "tensorboard", "wandb")
 _INSTALL = {"tensorboard": "pip install tensorboard", "wandb": "pip install wandb (then `wandb login`, or WANDB_MODE=offline)"}
 WANDB_PROJECT = "srlite"  # used unless WANDB_PROJECT is set
 
@@ -37,10 +37,6 @@ def check_report_to(cfg) -> None:
             f"config: report_to is {cfg.report_to!r} but the {cfg.report_to!r} package is not installed. "
             f"Install it with: {_INSTALL[cfg.report_to]}; or set report_to to 'none' in config.json."
         )
-
-
-def logs_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "logs"
 
 
 def trainer_report_to(cfg, log_dir: Path | None) -> list[str]:
@@ -92,13 +88,14 @@ def flat_numbers(metrics: dict, prefix: str = "") -> dict[str, float]:
     return out
 
 
-def log_round_metrics(cfg, run_dir: Path, t: int, metrics: dict) -> None:
+def log_round_metrics(run: Run, t: int, metrics: dict) -> None:
     """Log round t's summary (step = t) to the configured tracker."""
+    cfg, run_dir = run.cfg, run.dir
     if cfg.report_to == "none":
         return
     check_report_to(cfg)
     values = flat_numbers({k: v for k, v in metrics.items() if k != "round"})
-    folder = logs_dir(run_dir).resolve() / "rounds"
+    folder = run.round_metrics_log_dir.resolve()
     folder.mkdir(parents=True, exist_ok=True)
     if cfg.report_to == "tensorboard":
         from torch.utils.tensorboard import SummaryWriter

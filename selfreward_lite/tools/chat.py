@@ -16,7 +16,10 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import SrliteError
-from ..run.rundir import model_round, open_run
+from ..models import generation
+from ..models.cache import ModelCache
+from ..run import seeds
+from ..run.rundir import open_run
 
 EXIT_COMMANDS = ("/exit", "/quit")
 RESET_COMMAND = "/reset"
@@ -60,25 +63,22 @@ class Chat:
         self.history = []
 
     def reply(self, user_text: str) -> str:
-        from ..models.hf import generate
-
         self.history.append({"role": "user", "content": user_text})
         text = self._rendered()
         s = self.settings
-        (sample,), = generate(self.lm, [text], 1, temperature=s.temperature, top_p=s.top_p,
-                              max_new_tokens=s.max_new_tokens, batch_size=1, seed=self.seed + self.turns)
+        (sample,), = generation.generate(self.lm, [text], 1, temperature=s.temperature, top_p=s.top_p,
+                                         max_new_tokens=s.max_new_tokens, batch_size=1,
+                                         seed=seeds.chat_turn(self.seed, self.turns))
         self.turns += 1
         self.history.append({"role": "assistant", "content": sample.text})
         return sample.text
 
     def _rendered(self) -> str:
         """The conversation as the model sees it; the oldest turns go when it would not fit."""
-        from ..models.hf import render_chat
-
         system = [{"role": "system", "content": self.settings.system}] if self.settings.system else []
         budget = self.max_length - self.settings.max_new_tokens
         while True:
-            text = render_chat(self.lm.tokenizer, system + self.history)
+            text = generation.render_chat(self.lm.tokenizer, system + self.history)
             fits = len(self.lm.tokenizer(text, add_special_tokens=False)["input_ids"]) <= budget
             if fits or len(self.history) <= 1:
                 return text
@@ -87,12 +87,10 @@ class Chat:
 
 def load_chat(run_dir: Path, t: int | None, settings_overrides: dict) -> tuple[Chat, int]:
     """M_t (newest when t is None) ready to chat; returns (chat, t)."""
-    from ..models.hf import load_stack
-
     run = open_run(run_dir)
-    t = model_round(run, t, allow_base=True)
+    t = run.check_model(t, allow_base=True)
     settings = settings_from(run.cfg, **settings_overrides)
-    lm = load_stack(run.cfg, run.adapters_of(t) if t else [])
+    lm = ModelCache(run).get(t)
     return Chat(lm, settings, seed=run.cfg.seed, max_length=run.cfg.max_length), t
 
 

@@ -17,18 +17,19 @@ An export folder:
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-from ..run.files import atomic_directory, read_jsonl, write_json, write_jsonl
 from ..errors import SrliteError
-from ..run.rundir import PAIRS, model_round, open_run
+from ..models.adapters import FOLDED, activate, fold_stack, merge_stack
+from ..models.cache import EXPORT_DTYPES, ModelCache
+from ..run.files import atomic_directory, read_jsonl, write_json, write_jsonl
+from ..run.rundir import PAIRS, open_run
+from ..version import __version__
 
-EXPORT_DTYPES = ("auto", "bfloat16", "float16", "float32")  # auto: the base checkpoint's own dtype
 GGUF_TYPES = ("f32", "f16", "bf16", "q8_0")  # what convert_hf_to_gguf.py writes directly
 GGUF_CONVERTER = "convert_hf_to_gguf.py"
 LLAMA_CPP_HELP = (
@@ -67,7 +68,7 @@ def export_model(run_dir: Path, t: int | None, out: Path, *, dtype: str = "auto"
                  llama_cpp: Path | None = None, force: bool = False) -> dict:
     """Write M_t as merged/ + adapter/ (+ a GGUF file) under `out`, atomically; returns export.json's content."""
     run = open_run(run_dir)
-    t = model_round(run, t)
+    t = run.check_model(t)
     if dtype not in EXPORT_DTYPES:
         raise SrliteError(f"--dtype {dtype!r}: choose one of {', '.join(EXPORT_DTYPES)}.")
     if gguf is not None and gguf not in GGUF_TYPES:
@@ -78,13 +79,11 @@ def export_model(run_dir: Path, t: int | None, out: Path, *, dtype: str = "auto"
     info: dict = {"model": f"M{t}", "base": run.cfg.model, "adapters": [str(a) for a in adapters],
                   "run_dir": str(run.dir.resolve()), "files": {}}
 
-    def build(tmp: Path) -> None:
-        from .. import __version__
-        from ..models.hf import FOLDED, activate, fold_stack, load_stack, merge_stack
+    models = ModelCache(run)
 
-        # Never 4-bit: merging LoRA into quantised weights is lossy.
-        cfg = dataclasses.replace(run.cfg, quantize="none")
-        lm = load_stack(cfg, adapters, dtype=_torch_dtype(dtype))
+    def build(tmp: Path) -> None:
+        # The HF backend, never 4-bit: merging LoRA into quantised weights is lossy.
+        lm = models.full_precision(t, dtype)
         stack = list(lm.adapter_names)
         info["dtype"] = str(lm.dtype).removeprefix("torch.")
         folded = fold_stack(lm)
@@ -102,6 +101,7 @@ def export_model(run_dir: Path, t: int | None, out: Path, *, dtype: str = "auto"
         lm.tokenizer.save_pretrained(str(tmp / "merged"))
         info["files"]["merged"] = "merged"
         del merged, lm, folded
+        models.release()
         if converter:
             name = f"model-{gguf}.gguf"
             _convert_gguf(converter, tmp / "merged", tmp / name, gguf)
@@ -111,14 +111,6 @@ def export_model(run_dir: Path, t: int | None, out: Path, *, dtype: str = "auto"
 
     atomic_directory(out, build)
     return info
-
-
-def _torch_dtype(name: str):
-    if name == "auto":
-        return "auto"
-    import torch
-
-    return getattr(torch, name)
 
 
 def _convert_gguf(converter: Path, merged: Path, out_file: Path, outtype: str) -> None:

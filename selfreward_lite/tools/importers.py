@@ -3,7 +3,7 @@
     srlite import messages HuggingFaceH4/no_robots:train ift.jsonl
     srlite import oasst 2023-04-12_oasst_ready.messages.jsonl.gz oasst-en/ --lang en
 
-`messages`: any source `data.load_messages` reads (JSONL, or a Hugging Face dataset id in the
+`messages`: any source `run.records.load_messages` reads (JSONL, or a Hugging Face dataset id in the
 conversational `messages` format), every record validated, written as JSONL for `--ift` etc.
 
 `oasst`: Open Assistant (oasst1/oasst2) in the flat-message layout, one row per message
@@ -20,15 +20,13 @@ model, so it is not made here; the pairs are what judge evaluation compares agai
 
 from __future__ import annotations
 
-import gzip
-import json
 import random
 from collections import Counter
 from pathlib import Path
 
-from ..run.files import atomic_directory, write_json, write_jsonl
-from ..run.records import _load_hf_dataset, load_messages, validate_record
 from ..errors import SrliteError
+from ..run.files import atomic_directory, write_json, write_jsonl
+from ..run.records import load_hf_dataset, load_messages, read_jsonl_file, validate_record
 from .export import check_out_dir
 
 OASST_ROLES = ("prompter", "assistant")
@@ -56,32 +54,10 @@ def read_rows(source: str) -> list[tuple[str, object]]:
             raise SrliteError(f"{path}: not a readable parquet file ({type(e).__name__}: {e}).") from None
         return [(f"{path}, row {i}", r) for i, r in enumerate(rows, start=1)]
     if path.is_file():
-        return _read_jsonl_any(path)
+        return [(f"{path}, line {n}", r) for n, r in read_jsonl_file(path)]
     if path.exists() or source.endswith((".jsonl", ".json", ".gz", ".parquet")):
         raise SrliteError(f"{path}: no such file.")
-    return [(f"dataset {source}, row {i}", r) for i, r in _load_hf_dataset(source)]
-
-
-def _read_jsonl_any(path: Path) -> list[tuple[str, object]]:
-    opener = gzip.open if path.name.endswith(".gz") else open
-    out = []
-    try:
-        with opener(path, "rb") as f:
-            for lineno, raw in enumerate(f, start=1):
-                where = f"{path}, line {lineno}"
-                try:
-                    text = raw.decode("utf-8")
-                except UnicodeDecodeError as e:
-                    raise SrliteError(f"{where}: not valid UTF-8 ({e.reason} at byte {e.start}).") from None
-                if not text.strip():
-                    continue
-                try:
-                    out.append((where, json.loads(text)))
-                except json.JSONDecodeError as e:
-                    raise SrliteError(f"{where}: not valid JSON ({e.msg} at column {e.colno}).") from None
-    except (OSError, EOFError) as e:  # e.g. a truncated or non-gzip .gz
-        raise SrliteError(f"{path}: cannot be read ({e}).") from None
-    return out
+    return [(f"dataset {source}, row {i}", r) for i, r in load_hf_dataset(source)]
 
 
 def check_oasst_row(row, where: str) -> dict | None:

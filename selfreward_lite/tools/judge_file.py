@@ -10,18 +10,17 @@ judgment), summary.json (parse rate, score histogram, pairwise accuracy when lab
 
 from __future__ import annotations
 
-from collections import Counter
 from pathlib import Path
 
+from ..errors import SrliteError
+from ..judging.engine import judge_items, judgment_summary, scores_by_item
+from ..judging.rubric import load_rubric, mean_score
+from ..models.cache import ModelCache
+from ..run import seeds
 from ..run.files import write_json, write_jsonl
 from ..run.records import read_jsonl_file
-from ..report.display import QuietUI
-from ..errors import SrliteError
-from ..evaluation.judge_quality import Models, check_model, newest_model
-from ..judging.rubric import load_rubric, mean_score
-from ..run.rundir import open_run
-
-JUDGE_SEED_OFFSET = 902
+from ..run.rundir import JUDGE_SCORES, JUDGE_SUMMARY, JUDGMENTS, open_run
+from ..ui import QuietUI
 
 
 def load_judge_input(path: Path) -> tuple[str, list[dict]]:
@@ -58,31 +57,28 @@ def load_judge_input(path: Path) -> tuple[str, list[dict]]:
 def judge_file(run_dir: Path, input_path: Path, model: int | None = None, out_dir: Path | None = None,
                ui=QuietUI()) -> dict:
     """Judge every answer in `input_path` with M_model (default: the newest) and write the results."""
-    from ..judging.engine import judge_items, scores_by_item
-
     run = open_run(run_dir)
     kind, records = load_judge_input(input_path)
-    n = newest_model(run) if model is None else model
-    check_model(run, n)
-    out_dir = Path(out_dir) if out_dir else run.dir / "judge" / f"{Path(input_path).stem}-m{n}"
+    n = run.check_model(model, allow_base=True)
+    out_dir = Path(out_dir) if out_dir else run.judge_dir(Path(input_path).stem, n)
     if kind == "pairs":
         items = [{"id": f"{r['id']}/{side}", "prompt": r["prompt"], "response": r[side]}
                  for r in records for side in ("a", "b")]
     else:
         items = [{"id": r["id"], "prompt": r["prompt"], "response": r["response"]} for r in records]
-    lm = Models(run).get(n)
+    lm = ModelCache(run).get(n)
     with ui.progress(f"M{n} judges answers", total=len(items)) as advance:
         judgments = judge_items(lm, run.cfg, load_rubric(run.cfg.rubric), items,
-                                seed=run.cfg.seed * 1000 + JUDGE_SEED_OFFSET, on_batch=advance)
+                                seed=seeds.judge_file(run.cfg.seed), on_batch=advance)
     by_item = scores_by_item(judgments)
     rows = score_rows(kind, records, by_item)
     summary = {"input": str(input_path), "kind": kind, "model": f"M{n}", "rubric": run.cfg.rubric,
                "judge_samples": run.cfg.judge_samples, "records": len(records),
                **judgment_summary(judgments), **(pair_summary(rows) if kind == "pairs" else {}),
                "out_dir": str(out_dir)}
-    write_jsonl(out_dir / "judgments.jsonl", judgments)
-    write_jsonl(out_dir / "scores.jsonl", rows)
-    write_json(out_dir / "summary.json", summary)
+    write_jsonl(out_dir / JUDGMENTS, judgments)
+    write_jsonl(out_dir / JUDGE_SCORES, rows)
+    write_json(out_dir / JUDGE_SUMMARY, summary)
     return summary
 
 
@@ -101,18 +97,6 @@ def score_rows(kind: str, records: list[dict], by_item: dict) -> list[dict]:
             row.update(label=r["label"], correct=predicted == r["label"])
         rows.append(row)
     return rows
-
-
-def judgment_summary(judgments: list[dict]) -> dict:
-    parsed = [j["score"] for j in judgments if j["score"] is not None]
-    return {
-        "judgments": len(judgments),
-        "parsed": len(parsed),
-        "parse_rate": len(parsed) / len(judgments) if judgments else None,
-        "unparsed": dict(Counter(j["parse"] for j in judgments if j["score"] is None)),
-        "histogram": {str(s): parsed.count(s) for s in range(6)},
-        "mean_score": sum(parsed) / len(parsed) if parsed else None,
-    }
 
 
 def pair_summary(rows: list[dict]) -> dict:
