@@ -151,6 +151,13 @@ def _sft_trainer_class(device: str):
     return _resumable(CPUSFTTrainer)
 
 
+def _trainer(trainer_cls, lm: LoadedModel, args, rows: list[dict], on_step):
+    from datasets import Dataset
+
+    return trainer_cls(model=lm.model, args=args, train_dataset=Dataset.from_list(rows), processing_class=lm.tokenizer,
+                       callbacks=[_progress_callback(on_step)])
+
+
 def _output_dir(checkpoint_dir: Path | None, prefix: str):
     if checkpoint_dir is None:
         return tempfile.TemporaryDirectory(prefix=prefix)
@@ -166,7 +173,6 @@ def train_sft(cfg: Config, lm: LoadedModel, records: list[dict], on_step=None, c
     state is saved every cfg.checkpoint_steps steps and a later call continues from it. With
     `report_to` set, the training curves go to `log_dir`.
     """
-    from datasets import Dataset
     from trl import SFTConfig
 
     with _output_dir(checkpoint_dir, "srlite-sft-") as tmp, trainer_logging(cfg, log_dir):
@@ -178,13 +184,7 @@ def train_sft(cfg: Config, lm: LoadedModel, records: list[dict], on_step=None, c
         )
         trainer_cls = _sft_trainer_class(lm.device)
         trainer_cls.srlite_names = list(lm.adapter_names)
-        trainer = trainer_cls(
-            model=lm.model,
-            args=args,
-            train_dataset=Dataset.from_list(records),
-            processing_class=lm.tokenizer,
-            callbacks=[_progress_callback(on_step)],
-        )
+        trainer = _trainer(trainer_cls, lm, args, records, on_step)
         _quiet(trainer)
         activate(lm.model, lm.adapter_names, train_new=True)
         result = trainer.train(resume_from_checkpoint=last_checkpoint(checkpoint_dir))
@@ -245,7 +245,6 @@ def train_dpo(cfg: Config, lm: LoadedModel, pairs: list[dict], on_step=None, che
 
     The reference log-probs are computed before any checkpoint is loaded, from the fresh
     adapter (B = 0), so a resumed DPO trains against exactly M_t too."""
-    from datasets import Dataset
     from trl import DPOConfig
 
     _check_trl_runs_here(lm)
@@ -275,13 +274,7 @@ def train_dpo(cfg: Config, lm: LoadedModel, pairs: list[dict], on_step=None, che
             remove_unused_columns=False,
         )
         with _no_tqdm():  # TRL's reference pass has its own tqdm bar, switched off only by this variable
-            trainer = trainer_cls(
-                model=lm.model,
-                args=args,
-                train_dataset=Dataset.from_list(rows),
-                processing_class=lm.tokenizer,
-                callbacks=[_progress_callback(on_step)],
-            )
+            trainer = _trainer(trainer_cls, lm, args, rows, on_step)
         # TRL copied our new adapter into a "ref" adapter it would use as reference; we never
         # do (the reference log-probs were precomputed from M_t), so drop it.
         if "ref" in lm.model.peft_config:
