@@ -1,21 +1,15 @@
-"""`report_to`: TensorBoard event files for training and round metrics; a clear message when the package is missing."""
+"""`report_to`: round metrics to TensorBoard / W&B; a clear message when the package is missing."""
 
 import importlib.util
 
 import pytest
+from helpers import tensorboard_scalars as scalars
 
-from selfreward_lite.run import tracking
 from selfreward_lite.config import preset_config
 from selfreward_lite.errors import SrliteError
+from selfreward_lite.run.create import create_run
+from selfreward_lite.run import tracking
 from selfreward_lite.run.rundir import Run
-
-
-def scalars(folder):
-    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-
-    acc = EventAccumulator(str(folder))
-    acc.Reload()
-    return {tag: [(e.step, e.value) for e in acc.Scalars(tag)] for tag in acc.Tags()["scalars"]}
 
 
 def test_report_to_is_validated():
@@ -26,7 +20,6 @@ def test_report_to_is_validated():
 
 def test_missing_tracker_package_is_reported_at_run_start(tmp_path, monkeypatch):
     from selfreward_lite.loop.pipeline import iterate
-    from selfreward_lite.run.create import create_run
 
     real = importlib.util.find_spec
     monkeypatch.setattr(tracking.importlib.util, "find_spec", lambda name, *a: None if name == "wandb" else real(name, *a))
@@ -46,20 +39,6 @@ def test_round_metrics_to_tensorboard(tmp_path):
     assert got["round/pairs/kept"] == [(1, 11.0), (2, 12.0)]
     tracking.log_round_metrics(Run(tmp_path / "off", preset_config("cpu")), 1, {"pairs": {"kept": 1}})
     assert not (tmp_path / "off").exists()  # report_to "none" writes nothing
-
-
-def test_sft_training_curves_to_tensorboard(tmp_path, embedded):
-    from selfreward_lite.models.hf import load_stack
-    from selfreward_lite.loop.train import train_sft
-
-    cfg = preset_config("cpu", report_to="tensorboard", sft_epochs=1.0, sft_batch_size=2, train_micro_batch_size=2)
-    lm = load_stack(cfg, [], train_new=True)
-    records = [{"prompt": [{"role": "user", "content": f"Say {w}."}], "completion": [{"role": "assistant", "content": w}]}
-               for w in ("yes", "no")]
-    train_sft(cfg, lm, records, log_dir=tmp_path / "logs" / "m1-sft")
-    got = scalars(tmp_path / "logs" / "m1-sft")
-    assert [step for step, _ in got["train/loss"]] == [1]
-    assert "TENSORBOARD_LOGGING_DIR" not in __import__("os").environ  # restored after training
 
 
 def test_round_metrics_to_wandb_offline(tmp_path, monkeypatch):

@@ -4,12 +4,12 @@ import json
 from pathlib import Path
 
 import pytest
+from helpers import FIXTURES
 
 from selfreward_lite.run.records import load_messages
 from selfreward_lite.errors import SrliteError
 from selfreward_lite.tools.importers import import_messages, import_oasst
 
-FIXTURES = Path(__file__).parent / "fixtures"
 OASST = FIXTURES / "oasst_messages.jsonl"
 
 

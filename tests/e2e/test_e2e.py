@@ -16,8 +16,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import srlite as run_cli
-from conftest import tree_digest
+from helpers import srlite as run_cli
+from helpers import tree_digest
 from selfreward_lite.run.records import bundled_path
 
 # Small but real: every stage runs, on few prompts and short generations. M1 sees all the judge

@@ -1,4 +1,4 @@
-"""The real CLI, run as a subprocess (no model needed for these)."""
+"""The CLI, in process (no model needed for these); what needs a fresh process runs `srlite` in one."""
 
 import json
 import subprocess
@@ -6,7 +6,7 @@ import sys
 import time
 
 import pytest
-from conftest import srlite
+from helpers import FIXTURES, invoke, srlite
 
 
 def test_help_is_fast_and_documents_commands():
@@ -27,7 +27,7 @@ def test_help_does_not_import_heavy_libraries():
 
 def test_init_writes_config_seed_manifest(tmp_path):
     run = tmp_path / "run"
-    r = srlite("init", "--preset", "cpu", "--set", "prompts_per_round=5", "--set", "seed=3", env={"SRLITE_RUN_DIR": str(run)})
+    r = invoke("init", "--preset", "cpu", "--set", "prompts_per_round=5", "--set", "seed=3", env={"SRLITE_RUN_DIR": str(run)})
     assert r.returncode == 0, r.stderr
     cfg = json.loads((run / "config.json").read_text())
     assert cfg["prompts_per_round"] == 5 and cfg["seed"] == 3 and cfg["model"] == "embedded"
@@ -36,10 +36,10 @@ def test_init_writes_config_seed_manifest(tmp_path):
     assert manifest["libraries"]["trl"] and manifest["seed"] == 3
     # A second init refuses and leaves the run as it was.
     before = (run / "config.json").read_bytes()
-    r = srlite("init", "-d", str(run))
+    r = invoke("init", "-d", str(run))
     assert r.returncode != 0 and "already exists" in r.stderr and "Traceback" not in r.stderr
     assert (run / "config.json").read_bytes() == before
-    r = srlite("status", "-d", str(run))
+    r = invoke("status", "-d", str(run))
     assert r.returncode == 0 and "M1" in r.stdout
 
 
@@ -54,7 +54,7 @@ def test_init_writes_config_seed_manifest(tmp_path):
 )
 def test_init_bad_options(tmp_path, args, message):
     run = tmp_path / "run"
-    r = srlite("init", "-d", str(run), *args)
+    r = invoke("init", "-d", str(run), *args)
     assert r.returncode == 2
     assert message in r.stderr and "Traceback" not in r.stderr
     assert not run.exists()
@@ -65,7 +65,7 @@ def test_init_bad_seed_file_names_line_and_field(tmp_path):
     good = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
     bad.write_text(json.dumps(good) + "\n" + json.dumps({"messages": [{"role": "user", "content": "q"}, {"role": "bot", "content": "a"}]}) + "\n")
     run = tmp_path / "run"
-    r = srlite("init", "-d", str(run), "--ift", str(bad))
+    r = invoke("init", "-d", str(run), "--ift", str(bad))
     assert r.returncode == 2
     assert f"{bad}, line 2, field 'messages[1].role'" in " ".join(r.stderr.split())
     assert "Traceback" not in r.stderr
@@ -74,7 +74,7 @@ def test_init_bad_seed_file_names_line_and_field(tmp_path):
 
 def test_commands_on_missing_run(tmp_path):
     for cmd in ("status", "iterate"):
-        r = srlite(cmd, "-d", str(tmp_path / "nothing"))
+        r = invoke(cmd, "-d", str(tmp_path / "nothing"))
         assert r.returncode == 2 and "srlite init" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -83,8 +83,59 @@ def test_init_rerenders_judge_seed_with_the_runs_rubric(tmp_path):
 
     for rubric, template in (("additive-compact", COMPACT_TEMPLATE), ("additive", RUBRIC_TEMPLATE)):
         run = tmp_path / rubric
-        assert srlite("init", "-d", str(run), "--preset", "cpu", "--set", f"rubric={rubric}").returncode == 0
+        assert invoke("init", "-d", str(run), "--preset", "cpu", "--set", f"rubric={rubric}").returncode == 0
         for name in ("eft_train.jsonl", "eft_eval.jsonl"):
             for line in (run / "seed" / name).read_text().splitlines():
                 user = json.loads(line)["messages"][0]["content"]
                 assert split_judge_prompt(user, template) is not None
+
+
+# --- chat / export / import, for what needs no model ----------------------------------------
+
+def test_help_lists_the_tool_commands():
+    r = invoke("--help")
+    for cmd in ("chat", "export", "import"):
+        assert cmd in r.stdout
+    assert "--prompt" in invoke("chat", "--help").stdout
+    assert "--gguf" in invoke("export", "--help").stdout
+    assert "oasst" in invoke("import", "--help").stdout
+
+
+def test_import_oasst_and_messages_cli(tmp_path):
+    r = invoke("import", "oasst", str(FIXTURES / "oasst_messages.jsonl"), str(tmp_path / "oasst"))
+    assert r.returncode == 0, r.stderr
+    assert "Wrote 2 IFT records, 4 EFT pairs" in r.stdout
+    r = invoke("import", "messages", str(tmp_path / "oasst" / "ift.jsonl"), str(tmp_path / "ift.jsonl"))
+    assert r.returncode == 0 and "Wrote 2 records" in r.stdout
+    assert len((tmp_path / "ift.jsonl").read_text().splitlines()) == 2
+    r = invoke("init", "-d", str(tmp_path / "run"), "--preset", "cpu", "--ift", str(tmp_path / "oasst" / "ift.jsonl"))
+    assert r.returncode == 0, r.stderr
+
+
+def test_import_bad_input_names_file_line_field(tmp_path):
+    bad = FIXTURES / "oasst_bad_role.jsonl"
+    r = invoke("import", "oasst", str(bad), str(tmp_path / "out"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert f"{bad}, line 3, field 'role'" in " ".join(r.stderr.split())
+    assert not (tmp_path / "out").exists()
+
+
+def test_export_usage_errors(tmp_path):
+    run = tmp_path / "run"
+    assert invoke("init", "-d", str(run), "--preset", "cpu").returncode == 0
+    cases = [
+        ([], "Nothing to export"),
+        (["--pairs", str(tmp_path / "p.jsonl")], "--pairs needs --round"),
+        (["--round", "1", "--pairs", str(tmp_path / "p.jsonl")], "round 1 has no pairs yet"),
+        (["--out", str(tmp_path / "m")], "no trained model yet"),
+    ]
+    for args, message in cases:
+        r = invoke("export", "-d", str(run), *args)
+        assert r.returncode == 2 and message in " ".join(r.stderr.split()) and "Traceback" not in r.stderr, (args, r.stderr)
+
+
+def test_help_stays_light():
+    code = ("import sys; from selfreward_lite import cli; from selfreward_lite.tools import chat, export, importers; "
+            "from selfreward_lite.run import tracking; "
+            "print(any(m in sys.modules for m in ('torch', 'transformers', 'trl', 'datasets')))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "False"

@@ -12,9 +12,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-from conftest import srlite, tree_digest
-
-CORPUS = Path(__file__).parent / "bad_inputs"
+from helpers import BAD_INPUTS as CORPUS
+from helpers import invoke
+from helpers import tree_digest
 
 # (case, options for `srlite init`, expected text in the error)
 INIT_CASES = [
@@ -97,15 +97,15 @@ def test_bad_init_input(tmp_path, case, options, expected):
             o = str(CORPUS / o)
         args.append(o)
     run = tmp_path / "run"
-    check_failure(srlite("init", "-d", run, "--preset", "cpu", *args), expected)
+    check_failure(invoke("init", "-d", run, "--preset", "cpu", *args), expected)
     assert not run.exists(), "a failed init left a run directory behind"
 
 
 def test_init_over_an_existing_run_changes_nothing(tmp_path):
     run = tmp_path / "run"
-    assert srlite("init", "-d", run, "--preset", "cpu").returncode == 0
+    assert invoke("init", "-d", run, "--preset", "cpu").returncode == 0
     before = tree_digest(run)
-    check_failure(srlite("init", "-d", run, "--preset", "cpu", "--set", "seed=3"), "a run already exists here")
+    check_failure(invoke("init", "-d", run, "--preset", "cpu", "--set", "seed=3"), "a run already exists here")
     assert tree_digest(run) == before
 
 
@@ -152,15 +152,15 @@ def damage(run: Path, how: str, tmp_path: Path) -> Path:
 @pytest.mark.parametrize("case,how,expected", ITERATE_CASES, ids=[c[0] for c in ITERATE_CASES])
 def test_bad_run_state(tmp_path, case, how, expected):
     run = tmp_path / "run"
-    assert srlite("init", "-d", run, "--preset", "cpu").returncode == 0
+    assert invoke("init", "-d", run, "--preset", "cpu").returncode == 0
     damage(run, how, tmp_path)
     before = tree_digest(run) if run.is_dir() else run.read_bytes()
-    check_failure(srlite("iterate", "--rounds", "1", "-d", run), expected)
+    check_failure(invoke("iterate", "--rounds", "1", "-d", run), expected)
     assert (tree_digest(run) if run.is_dir() else run.read_bytes()) == before, "the failed command changed the run"
 
 
 def test_rounds_must_be_positive(tmp_path):
-    r = srlite("iterate", "--rounds", "0", "-d", tmp_path / "run")
+    r = invoke("iterate", "--rounds", "0", "-d", tmp_path / "run")
     assert r.returncode == 2 and "Traceback" not in r.stdout + r.stderr and "--rounds" in r.stderr
 
 

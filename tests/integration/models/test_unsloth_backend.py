@@ -1,89 +1,27 @@
 """The Unsloth backend's own logic, on CPU, with a stand-in for the `unsloth` package.
 
-Unsloth's fast path needs a CUDA GPU, so `unsloth` is replaced by a fake FastLanguageModel that
-loads with transformers and, like Unsloth's fused LoRA kernels, installs an MLP forward that
-raises when more than one adapter is active. What is checked is this project's code: the stack
-folded into one exact adapter, the kernel swap between sampling (one adapter) and training
-(folded M_t + the new adapter), and the DPO reference being exactly M_t.
+Unsloth's fast path needs a CUDA GPU, so `unsloth` is replaced by a fake FastLanguageModel
+(helpers.FakeFastLanguageModel, the `fake_unsloth` fixture) that loads with transformers and, like
+Unsloth's fused LoRA kernels, installs an MLP forward that raises when more than one adapter is
+active. What is checked is this project's code: the stack folded into one exact adapter, the kernel
+swap between sampling (one adapter) and training (folded M_t + the new adapter), and the DPO
+reference being exactly M_t.
 """
-
-import sys
-import types
 
 import pytest
 import torch
+from helpers import completion_logprobs, random_adapter
 
-from conftest import random_adapter
-from selfreward_lite.models import unsloth as U
 from selfreward_lite.config import preset_config
+from selfreward_lite.models import unsloth as U
 from selfreward_lite.models.adapters import FOLDED, TRAINABLE
 from selfreward_lite.models.generation import generate, render_chat
 from selfreward_lite.models.hf import load_stack
-from helpers import completion_logprobs
-
-
-def fused_mlp(self, x):
-    """Stand-in for Unsloth's fused LoRA MLP kernel: one active adapter or an error, as in Unsloth."""
-    if len(self.gate_proj.active_adapters) != 1:
-        raise ValueError("Unsloth: LoRA parameter extraction requires a single active adapter.")
-    return type(self).forward(self, x)
-
-
-class FakeFastLanguageModel:
-    calls: list = []
-
-    @staticmethod
-    def from_pretrained(model_name, **kwargs):
-        from transformers import AutoModelForCausalLM
-
-        FakeFastLanguageModel.calls.append(("from_pretrained", kwargs))
-        return AutoModelForCausalLM.from_pretrained(model_name, dtype=kwargs["dtype"]), "unsloth's tokenizer"
-
-    @staticmethod
-    def get_peft_model(model, r, target_modules, lora_alpha, lora_dropout, bias, use_gradient_checkpointing,
-                       random_state):
-        from peft import LoraConfig, get_peft_model
-
-        FakeFastLanguageModel.calls.append(("get_peft_model", r))
-        config = LoraConfig(r=r, lora_alpha=lora_alpha, lora_dropout=lora_dropout, target_modules=target_modules,
-                            bias=bias, task_type="CAUSAL_LM")
-        return FakeFastLanguageModel.patch_peft_model(get_peft_model(model, config), use_gradient_checkpointing)
-
-    @staticmethod
-    def patch_peft_model(model, use_gradient_checkpointing):
-        FakeFastLanguageModel.calls.append(("patch_peft_model", list(model.active_adapters)))
-        for layer in model.get_base_model().model.layers:
-            layer.mlp.forward = types.MethodType(fused_mlp, layer.mlp)
-        model._unsloth_gradient_checkpointing = use_gradient_checkpointing
-        return model
-
-    @staticmethod
-    def for_inference(model):
-        FakeFastLanguageModel.calls.append(("for_inference",))
-        model.eval()
-        return model
-
-    @staticmethod
-    def for_training(model, use_gradient_checkpointing=None):
-        FakeFastLanguageModel.calls.append(("for_training", use_gradient_checkpointing))
-        model.train()
-        return model
-
-
-@pytest.fixture
-def fake_unsloth(monkeypatch):
-    module = types.ModuleType("unsloth")
-    module.FastLanguageModel = FakeFastLanguageModel
-    FakeFastLanguageModel.calls = []
-    monkeypatch.setitem(sys.modules, "unsloth", module)
-    return FakeFastLanguageModel
 
 
 def cfg_for_test(**kw):
     return preset_config("cpu", dtype="float32", lora_r=4, lora_alpha=8, dpo_epochs=1.0, dpo_batch_size=1,
                          train_micro_batch_size=1, **kw)
-
-
 
 
 def mlp_kernels(lm):
@@ -151,18 +89,3 @@ def test_m1_uses_get_peft_model_and_keeps_fused_kernels(embedded, fake_unsloth):
     assert all(mlp_kernels(lm))  # one active adapter: Unsloth's fused kernels stay
     with pytest.raises(RuntimeError, match="M_t's adapters"):
         U.sampling_mode(lm)
-
-
-def test_kernel_state_round_trip():
-    """The swap restores exactly what was there, including 'no instance attribute'."""
-    layer = torch.nn.Module()
-    layer.self_attn, layer.mlp = torch.nn.Module(), torch.nn.Module()
-    model = types.SimpleNamespace(model=types.SimpleNamespace(layers=[layer]))
-    plain = U._kernel_state(model)
-    layer.self_attn.apply_qkv = "fused-qkv"
-    layer.mlp.forward = "fused-mlp"
-    fused = U._kernel_state(model)
-    U._set_kernel_state(model, plain)
-    assert "apply_qkv" not in layer.self_attn.__dict__ and "forward" not in layer.mlp.__dict__
-    U._set_kernel_state(model, fused)
-    assert layer.self_attn.apply_qkv == "fused-qkv" and layer.mlp.forward == "fused-mlp"

@@ -7,7 +7,9 @@ import torch
 from selfreward_lite.models.adapters import TRAINABLE
 from selfreward_lite.models.hf import load_stack
 from selfreward_lite.loop.train import last_checkpoint, train_dpo
-from test_stacking import PAIRS, cfg_for_test, make_nonzero_m1
+from helpers import STACK_PAIRS as PAIRS
+from helpers import make_nonzero_m1
+from helpers import stack_cfg as cfg_for_test
 
 
 class Killed(Exception):

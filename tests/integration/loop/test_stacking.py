@@ -10,38 +10,12 @@ from selfreward_lite.run.files import write_jsonl
 from selfreward_lite.config import preset_config
 from selfreward_lite.models.adapters import TRAINABLE, save_adapter
 from selfreward_lite.models.hf import load_stack
-from helpers import completion_logprobs
 from selfreward_lite.run.rundir import Run
 from selfreward_lite.loop.stages import train_round_adapter
 
-from conftest import tree_digest
-
-PAIRS = [
-    {"id": f"r-p{i}-pair", "prompt": q, "chosen": good, "rejected": bad}
-    for i, (q, good, bad) in enumerate([
-        ("What is the capital of France?", "The capital of France is Paris.", "France is a country in Europe with many cities."),
-        ("Name a primary color.", "Red is a primary color.", "Colors are nice."),
-        ("How many legs does a spider have?", "A spider has eight legs.", "Spiders are insects with six legs."),
-        ("What is 3 + 4?", "3 + 4 = 7.", "It is probably 12."),
-    ])
-]
-
-
-def cfg_for_test():
-    return preset_config("cpu", dtype="float32", dpo_epochs=2.0, dpo_batch_size=2, train_micro_batch_size=2,
-                         dpo_learning_rate=5e-4, lora_r=4, lora_alpha=8)
-
-
-def make_nonzero_m1(cfg, out):
-    """Stand-in for the SFT adapter: a LoRA adapter with random non-zero B."""
-    lm = load_stack(cfg, [], train_new=True)
-    torch.manual_seed(0)
-    with torch.no_grad():
-        for name, p in lm.model.named_parameters():
-            if f"lora_B.{TRAINABLE}." in name:
-                p.normal_(0, 0.02)
-    save_adapter(lm, out, "sft.json", {"stand_in": True})
-
+from helpers import STACK_PAIRS as PAIRS
+from helpers import completion_logprobs, make_nonzero_m1, tree_digest
+from helpers import stack_cfg as cfg_for_test
 
 def params(model):
     return {n: p.detach().clone() for n, p in model.named_parameters()}

@@ -55,6 +55,20 @@ def test_this_machine_resolves_auto_to_hf():
     assert backend.resolve_backend(preset_config("cpu")) == "hf"
 
 
+def test_a_process_keeps_the_backend_it_chose(monkeypatch):
+    """Unsloth patches model code process-wide: after it, no plain HF model (export's) may load, and back."""
+    monkeypatch.setattr(backend, "_chosen", None)  # as in a fresh process
+    machine(monkeypatch, False, False)
+    cfg = preset_config("cpu")
+    assert backend.prepare(cfg) == "hf"
+    assert backend.prepare(cfg, backend="hf") == "hf"  # export's explicit choice agrees
+    with pytest.raises(SrliteError, match="already loads models with the 'hf' backend"):
+        backend.prepare(cfg, backend="unsloth")
+    monkeypatch.setattr(backend, "_chosen", "unsloth")  # as after Unsloth loaded the round's models
+    with pytest.raises(SrliteError, match="cannot also use 'hf'.*new process"):
+        backend.prepare(cfg, backend="hf")
+
+
 def test_backend_field_is_validated():
     with pytest.raises(SrliteError, match="backend"):
         preset_config("cpu", backend="fast")

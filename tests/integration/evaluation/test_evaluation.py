@@ -1,55 +1,23 @@
 """Evaluation on the real embedded model, with tiny settings: the automatic end-of-round eval,
-`srlite eval`, `srlite judge` and `srlite report` through the real CLI.
+`srlite eval`, `srlite judge` and `srlite report` through the CLI (in process).
 
-M1 and round 1's adapter are stand-ins (random LoRA adapters, as in test_stacking.py), and round
-1's other artifacts are written by hand, so `pipeline.run_round` has only its evaluation step
-left to do: the path `srlite iterate` takes at the end of every round, in seconds.
+M1 and round 1's adapter are stand-ins (random LoRA adapters), and round 1's other artifacts are
+written by hand (helpers.fake_round), so `pipeline.run_round` has only its evaluation step left to
+do: the path `srlite iterate` takes at the end of every round, in seconds.
 """
 
 import json
-import shutil
-import subprocess
-import sys
 
 import pytest
+from helpers import EVAL_TINY as TINY
+from helpers import fake_round, make_nonzero_m1
+from helpers import invoke as srlite
 
-from selfreward_lite.run.files import read_jsonl, write_json, write_jsonl
 from selfreward_lite.evaluation.runner import evaluate_round
-from selfreward_lite.models.cache import ModelCache
 from selfreward_lite.loop.pipeline import run_round
+from selfreward_lite.models.cache import ModelCache
 from selfreward_lite.run.create import create_run
-from selfreward_lite.loop.stages import summarize_round
-
-from test_stacking import make_nonzero_m1
-
-TINY = dict(lora_r=4, lora_alpha=8, judge_samples=2, judge_max_new_tokens=12, eval_questions=1, eval_prompts=2,
-            eval_max_new_tokens=12, gen_batch_size=8)
-
-
-def srlite(*args):
-    return subprocess.run([sys.executable, "-m", "selfreward_lite", *map(str, args)], capture_output=True, text=True,
-                          timeout=900)  # generous: the test machine may be shared
-
-
-def fake_round(run, t):
-    """Round t's artifacts up to a (stand-in) adapter, as if the stages had run."""
-    rd = run.round_dir(t)
-    write_jsonl(rd / "prompts.jsonl", [{"id": f"r{t}-p0000", "prompt": "Name a fruit."}])
-    write_json(rd / "prompts_stats.json", {"generated": 3, "kept": 1, "dropped": {"too short": 1, "near duplicate": 1}})
-    cands = [{"id": f"r{t}-p0000-c{k}", "prompt_id": f"r{t}-p0000", "prompt": "Name a fruit.", "response": r,
-              "finished": True, "tokens": 3} for k, r in enumerate(["An apple.", "Car."])]
-    write_jsonl(rd / "candidates.jsonl", cands)
-    write_jsonl(rd / "judgments.jsonl", [
-        {"id": f"{c['id']}-j0", "candidate_id": c["id"], "prompt_id": c["prompt_id"], "text": f"Score: {s}",
-         "score": s, "parse": "ok"} for c, s in zip(cands, (4, 1))])
-    write_jsonl(rd / "pairs.jsonl", [{"id": f"r{t}-p0000-pair", "prompt": "Name a fruit.", "chosen": "An apple.",
-                                      "rejected": "Car.", "chosen_score": 4.0, "rejected_score": 1.0}])
-    write_json(rd / "pairs_stats.json", {"kept": 1, "dropped": {"tie (best == worst score)": 2}})
-    shutil.copytree(run.m1_dir / "adapter", rd / "adapter")  # a second random adapter would cost another model load
-    log = [{"step": s, "loss": 0.69 - 0.05 * s, "rewards/margins": 0.02 * s} for s in (1, 2, 3)]
-    write_json(rd / "adapter" / "dpo.json", {"steps": 3, "first_loss": 0.64, "last_loss": 0.54, "reward_margin": 0.06,
-                                             "reward_accuracy": 1.0, "log": log})
-    summarize_round(run, t, rd / "metrics.json")
+from selfreward_lite.run.files import read_jsonl
 
 
 @pytest.fixture(scope="module")

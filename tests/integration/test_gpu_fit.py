@@ -6,9 +6,7 @@ The GPU figures themselves need a CUDA machine; see the script's docstring and d
 import json
 import subprocess
 import sys
-from pathlib import Path
-
-ROOT = Path(__file__).resolve().parents[1]
+from helpers import ROOT
 
 
 def test_gpu_fit_smoke(tmp_path, embedded):

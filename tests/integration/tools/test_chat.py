@@ -1,24 +1,19 @@
-"""`srlite chat`: one-shot and multi-turn, driven through the real CLI with stdin."""
-
-import os
-import subprocess
-import sys
+"""`srlite chat`: one-shot and multi-turn, driven through the CLI (in process) with stdin."""
 
 import pytest
 import torch
+from helpers import invoke
 
-from selfreward_lite.tools.chat import load_chat
 from selfreward_lite.models.adapters import TRAINABLE, save_adapter
 from selfreward_lite.models.hf import load_stack
 from selfreward_lite.run.create import create_run
+from selfreward_lite.tools.chat import load_chat
 
 GREEDY = {"temperature": 0.0, "top_p": None, "max_new_tokens": 8, "system": None}
 
 
 def srlite(*args, stdin=""):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    return subprocess.run([sys.executable, "-m", "selfreward_lite", *args], input=stdin, capture_output=True,
-                          text=True, env=env, timeout=300)
+    return invoke(*args, input=stdin)
 
 
 @pytest.fixture(scope="module")

@@ -2,12 +2,10 @@
 
 import torch
 
-from conftest import random_adapter
+from helpers import random_adapter
 from selfreward_lite.config import preset_config
 from selfreward_lite.models.adapters import FOLDED, fold_stack
 from selfreward_lite.models.hf import load_stack
-
-
 
 
 def test_folded_adapter_equals_stack(tmp_path, embedded):

@@ -5,7 +5,7 @@ import json
 import pytest
 import torch
 
-from conftest import random_adapter
+from helpers import random_adapter
 from selfreward_lite.config import preset_config
 from selfreward_lite.errors import SrliteError
 from selfreward_lite.tools.export import export_model
@@ -13,8 +13,6 @@ from selfreward_lite.models.hf import load_stack
 from selfreward_lite.run.create import create_run
 
 TEXT = "The capital of France is"
-
-
 
 
 @pytest.fixture(scope="module")
