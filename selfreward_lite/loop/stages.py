@@ -52,11 +52,11 @@ def train_m1(run: Run, lm, out: Path, ui=QuietUI()) -> None:
     shutil.rmtree(checkpoints_of(out), ignore_errors=True)
 
 
-def _train_with_backoff(run: Run, lm, train):
+def _train_with_backoff(run: Run, lm, train_with):
     """Train; on out-of-memory, restart from a fresh adapter with half the micro-batch
     (gradient accumulation keeps the effective batch, so the result means the same)."""
     return with_backoff(run, "training", run.cfg.train_micro_batch_size,
-                        lambda micro: train(replace(run.cfg, train_micro_batch_size=micro)),
+                        lambda micro: train_with(replace(run.cfg, train_micro_batch_size=micro)),
                         on_retry=lambda micro: adapters.reset_trainable(lm, seeds.adapter_init(run.cfg.seed)))
 
 
@@ -258,7 +258,7 @@ def summarize_round(run: Run, t: int, out: Path) -> dict:
         "pairs": read_json(run.pairs_stats_path(t)),
         "dpo": {k: dpo[k] for k in ("steps", "first_loss", "last_loss", "reward_margin", "reward_accuracy")},
         "stage_seconds": {k: v["seconds"] for k, v in run.manifest().get("stages", {}).items()
-                          if k.startswith(f"round{t}/")},
+                          if k.startswith(f"{rd.name}/")},
     }
     write_json(out, metrics)
     return metrics
