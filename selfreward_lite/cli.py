@@ -27,6 +27,24 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # never print local variables (tokens, paths) in a crash
     add_completion=False,
 )
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from .version import __version__
+
+        typer.echo(f"srlite {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Options before the command: --version (the app's help text is set on `app`)."""
+
+
 import_app = typer.Typer(help="Convert seed data from the ecosystem's formats into srlite's.", no_args_is_help=True)
 app.add_typer(import_app, name="import")
 

@@ -223,7 +223,7 @@ def load_config(path: Path) -> Config:
     if not path.is_file():
         raise SrliteError(f"{path}: no config file here. Run `srlite init` first (or pass --run-dir).")
     try:
-        values = json.loads(path.read_text(encoding="utf-8"))
+        values = json.loads(path.read_text(encoding="utf-8-sig"))  # an editor's byte-order mark is fine
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         line = getattr(e, "lineno", "?")
         raise SrliteError(f"{path}, line {line}: not valid JSON ({e}).") from None

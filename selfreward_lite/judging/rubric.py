@@ -101,7 +101,7 @@ def load_rubric(rubric: str) -> str:
     if not p.is_file():
         raise SrliteError(f"{p}: rubric is neither {' nor '.join(map(repr, RUBRICS))} nor an existing file.")
     try:
-        text = p.read_text(encoding="utf-8")
+        text = p.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of the prompt
     except UnicodeDecodeError:
         raise SrliteError(f"{p}: rubric file is not valid UTF-8.") from None
     for placeholder in ("{instruction}", "{response}"):

@@ -10,7 +10,7 @@ from ..judging.rubric import RUBRIC_TEMPLATE, build_judge_prompt, load_rubric, s
 from ..models.backend import cuda_available
 from ..version import __version__
 from .files import write_json, write_jsonl
-from .records import load_messages
+from .records import load_records
 from .rundir import CONFIG, SEED_FILES, Run, check_run_dir, file_sha256, library_versions, now
 
 SEED_FIELDS = {"ift": "ift_data", "eft_train": "eft_train_data", "eft_eval": "eft_eval_data"}
@@ -41,10 +41,11 @@ def create_run(run_dir: Path, *, preset: str = "auto", model: str | None = None,
             overrides[SEED_FIELDS[kind]] = str(Path(value).resolve()) if Path(value).exists() else value
     cfg = preset_config(preset, **overrides)
     # Validate every seed record before anything is written.
-    seeds = {kind: load_messages(getattr(cfg, field), kind) for kind, field in SEED_FIELDS.items()}
+    records = {kind: load_records(getattr(cfg, field), kind) for kind, field in SEED_FIELDS.items()}
     rubric = load_rubric(cfg.rubric)
+    seeds = {kind: [m for _, m in rows] for kind, rows in records.items()}
     for kind in ("eft_train", "eft_eval"):
-        seeds[kind] = [rerender_judge_example(m, rubric) for m in seeds[kind]]
+        seeds[kind] = [rerender_judge_example(m, rubric, where, cfg.rubric) for where, m in records[kind]]
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -62,11 +63,38 @@ def create_run(run_dir: Path, *, preset: str = "auto", model: str | None = None,
     return run
 
 
-def rerender_judge_example(messages: list[dict], rubric: str) -> list[dict]:
-    """Judge examples written with the paper's rubric are re-rendered with the run's rubric,
-    so M1 learns to judge with exactly the prompt it will be given."""
-    out = []
-    for m in messages:
-        parts = split_judge_prompt(m["content"], RUBRIC_TEMPLATE) if m["role"] == "user" else None
-        out.append({**m, "content": build_judge_prompt(*parts, rubric)} if parts else m)
-    return out
+def judge_prompt_index(messages: list[dict]) -> int:
+    """The judge prompt of a judge example: the user message its final judgment answers."""
+    return max(i for i, m in enumerate(messages) if m["role"] == "user")
+
+
+def rerender_judge_example(messages: list[dict], rubric: str, where: str, rubric_name: str) -> list[dict]:
+    """A judge example with exactly the run's rubric, so M1 learns to judge with exactly the prompt
+    it will be given: one written with the run's rubric is kept, one written with the paper's
+    rubric is re-rendered with the run's; any other is an error naming `where` (file and line)."""
+    i = judge_prompt_index(messages)
+    content = messages[i]["content"]
+    if split_judge_prompt(content, rubric) is not None:
+        return messages
+    parts = split_judge_prompt(content, RUBRIC_TEMPLATE)
+    if parts is None:
+        raise SrliteError(
+            f"{where}, field 'messages[{i}].content': this judge prompt is written neither with the run's rubric "
+            f"({rubric_name!r}) nor with the paper's additive rubric, so it cannot be re-rendered and M1 would learn to "
+            "judge with a prompt it is never given. Write the judge examples with one of the two (the template with "
+            "the question and the answer filled in), or set the rubric (--set rubric=FILE) to the template they use."
+        )
+    return [*messages[:i], {**messages[i], "content": build_judge_prompt(*parts, rubric)}, *messages[i + 1:]]
+
+
+def check_rendered(records: list[tuple[str, list[dict]]], rubric: str, rubric_name: str) -> None:
+    """Every judge example of a seed copy uses the run's rubric (the copies are re-rendered at `init`;
+    a rubric changed in config.json afterwards would make M1 learn the wrong prompt)."""
+    for where, messages in records:
+        i = judge_prompt_index(messages)
+        if split_judge_prompt(messages[i]["content"], rubric) is None:
+            raise SrliteError(
+                f"{where}, field 'messages[{i}].content': not written with the run's rubric ({rubric_name!r}); the "
+                "seed copies were rendered with the rubric config.json had at `srlite init`. Restore that rubric, or "
+                "start a new run with `srlite init --set rubric=...`."
+            )

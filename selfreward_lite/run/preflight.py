@@ -20,7 +20,7 @@ from ..config import RUN_WIDE, SAFE_TO_CHANGE, Config
 from ..errors import SrliteError
 from ..models.embedded import EMBEDDED, embedded_cache_dir
 from .files import read_json, temporaries, write_json
-from .records import load_messages
+from .records import load_records
 from .rundir import ADAPTER, METRICS, SEED_FILES, Run, checkpoints_of, file_sha256, journal_of, now
 
 MiB = 1024 * 1024
@@ -49,10 +49,15 @@ def check_layout(run: Run) -> None:
 
 
 def check_seeds(run: Run) -> None:
+    from ..judging.rubric import load_rubric
+    from .create import check_rendered
+
     recorded = run.manifest().get("seed_sha256", {})
     for kind in SEED_FILES:
         path = run.seed_path(kind)
-        load_messages(str(path), kind)  # every record, with file/line/field in the error
+        records = load_records(str(path), kind)  # every record, with file/line/field in the error
+        if kind.startswith("eft") and not started(run):
+            check_rendered(records, load_rubric(run.cfg.rubric), run.cfg.rubric)
         if kind in recorded and file_sha256(path) != recorded[kind] and started(run):
             raise SrliteError(
                 f"{path}: the seed data changed after the run started (its checksum differs from the one "

@@ -1,9 +1,12 @@
 """Seed data: loading and validating conversational `messages` records.
 
 A record is {"messages": [{"role": ..., "content": ...}, ...]} ending with an assistant
-turn. Sources: a JSONL file, a Hugging Face dataset id (optionally "id:split"), or
-"bundled" (the seed files shipped in this package). Every record is checked; the first bad
-one raises an SrliteError naming the file, line and field.
+turn, or TRL's conversational prompt/completion form {"prompt": [messages], "completion":
+[assistant message(s)]}, which is converted to `messages` (prompt + completion). Sources: a
+JSONL file (UTF-8, with or without a byte-order mark, LF or CRLF line ends; gzip when named
+.gz), a Hugging Face dataset id (optionally "id:split"), or "bundled" (the seed files shipped
+in this package). Every record is checked; the first bad one raises an SrliteError naming
+the file, line and field.
 """
 
 from __future__ import annotations
@@ -34,13 +37,43 @@ def validate_record(record, where: str) -> list[dict]:
     """Return the record's messages, or raise naming `where` (file + line) and the field."""
     if not isinstance(record, dict):
         raise SrliteError(f"{where}: expected a JSON object with a 'messages' field, got {type(record).__name__}.")
+    if "messages" not in record and ("prompt" in record or "completion" in record):
+        return _validate_prompt_completion(record, where)
     if "messages" not in record:
-        raise SrliteError(f"{where}, field 'messages': missing (each record needs a 'messages' list).")
+        raise SrliteError(f"{where}, field 'messages': missing (each record needs a 'messages' list, or TRL's "
+                          "conversational 'prompt' and 'completion' lists).")
     messages = record["messages"]
     if not isinstance(messages, list) or len(messages) < 2:
         raise SrliteError(f"{where}, field 'messages': must be a list of at least two messages (user, assistant).")
+    return _validate_messages(messages, where, lambda i: f"messages[{i}]", "messages")
+
+
+def _validate_prompt_completion(record: dict, where: str) -> list[dict]:
+    """TRL's conversational prompt/completion record -> messages (prompt + completion); errors name
+    the field as it is in the record (e.g. 'completion[0].role')."""
+    for name in ("prompt", "completion"):
+        value = record.get(name)
+        if name not in record:
+            raise SrliteError(f"{where}, field '{name}': missing (a prompt/completion record needs both "
+                              "'prompt' and 'completion').")
+        if isinstance(value, str):
+            raise SrliteError(f"{where}, field '{name}': is plain text; only TRL's conversational form is taken "
+                              "(a list of messages with 'role' and 'content'), or a 'messages' list.")
+        if not isinstance(value, list) or not value:
+            raise SrliteError(f"{where}, field '{name}': must be a non-empty list of messages.")
+    prompt, completion = record["prompt"], record["completion"]
+    for i, m in enumerate(completion):
+        if isinstance(m, dict) and m.get("role") != "assistant":
+            raise SrliteError(f"{where}, field 'completion[{i}].role': {m.get('role')!r}; the completion holds "
+                              "the assistant's reply (role 'assistant').")
+    n = len(prompt)
+    field_of = lambda i: f"prompt[{i}]" if i < n else f"completion[{i - n}]"  # noqa: E731
+    return _validate_messages(prompt + completion, where, field_of, "prompt")
+
+
+def _validate_messages(messages: list, where: str, field_of, whole: str) -> list[dict]:
     for i, m in enumerate(messages):
-        field = f"messages[{i}]"
+        field = field_of(i)
         if not isinstance(m, dict):
             raise SrliteError(f"{where}, field '{field}': must be an object with 'role' and 'content'.")
         role, content = m.get("role"), m.get("content")
@@ -53,15 +86,18 @@ def validate_record(record, where: str) -> list[dict]:
         if role == "system" and i != 0:
             raise SrliteError(f"{where}, field '{field}.role': a system message may only come first.")
     if messages[-1]["role"] != "assistant":
-        raise SrliteError(f"{where}, field 'messages[{len(messages) - 1}].role': the last message must be 'assistant'.")
+        raise SrliteError(f"{where}, field '{field_of(len(messages) - 1)}.role': the last message must be 'assistant'.")
     if not any(m["role"] == "user" for m in messages):
-        raise SrliteError(f"{where}, field 'messages': needs at least one 'user' message.")
+        raise SrliteError(f"{where}, field '{whole}': needs at least one 'user' message.")
     return [{"role": m["role"], "content": m["content"]} for m in messages]
 
 
 def read_jsonl_file(path: Path) -> list[tuple[int, object]]:
     """(line number, parsed JSON) for each non-blank line of a JSONL file (gzip-compressed when its
-    name ends in .gz); errors name the file and line. The one reader of users' JSONL files."""
+    name ends in .gz); errors name the file and line. The one reader of users' JSONL files.
+
+    Files as editors on Windows write them are accepted: a UTF-8 byte-order mark at the start of
+    the file, and CRLF line ends (JSON allows the carriage return as whitespace)."""
     path = Path(path)
     if path.is_dir():
         raise SrliteError(f"{path}: is a directory; expected a JSONL file.")
@@ -81,6 +117,8 @@ def read_jsonl_file(path: Path) -> list[tuple[int, object]]:
                     text = raw.decode("utf-8")
                 except UnicodeDecodeError as e:
                     raise SrliteError(f"{path}, line {lineno}: not valid UTF-8 ({e.reason} at byte {e.start}).") from None
+                if lineno == 1:
+                    text = text.removeprefix("\ufeff")
                 if not text.strip():
                     continue
                 try:
@@ -94,6 +132,12 @@ def read_jsonl_file(path: Path) -> list[tuple[int, object]]:
 
 def load_messages(source: str, kind: str) -> list[list[dict]]:
     """Load and validate every record of a seed source; returns the message lists."""
+    return [messages for _, messages in load_records(source, kind)]
+
+
+def load_records(source: str, kind: str) -> list[tuple[str, list[dict]]]:
+    """(where: "file, line N" or "dataset X, row N", messages) for every record of a seed source,
+    each validated; judge examples (kind "eft*") must end with a parsable score."""
     if source == "bundled":
         path = bundled_path(kind)
     else:
@@ -106,10 +150,10 @@ def load_messages(source: str, kind: str) -> list[list[dict]]:
         where = lambda n: f"dataset {source}, row {n}"  # noqa: E731
     if not rows:
         raise SrliteError(f"{path if source == 'bundled' or path.exists() else source}: contains no records.")
-    records = [validate_record(rec, where(n)) for n, rec in rows]
+    records = [(where(n), validate_record(rec, where(n))) for n, rec in rows]
     if kind.startswith("eft"):
-        for (n, _), messages in zip(rows, records):
-            _check_judgment(messages, where(n))
+        for loc, messages in records:
+            _check_judgment(messages, loc)
     return records
 
 

@@ -42,6 +42,14 @@ INIT_CASES = [
     ("missing file", ["--ift", "no_such_file.jsonl"], "no_such_file.jsonl: no such file"),
     ("judge example without a score", ["--eft", "eft_no_score.jsonl"], "field 'messages[1].content': a judge example must end with 'Score: N'"),
     ("judge score out of range", ["--eft-eval", "eft_score_out_of_range.jsonl"], "here: out of range"),
+    ("judge prompt of an unknown rubric", ["--eft", "eft_unknown_rubric.jsonl"],
+     "eft_unknown_rubric.jsonl, line 1, field 'messages[0].content': this judge prompt is written neither with the run's rubric"),
+    ("BOM + CRLF file with a bad record", ["--ift", "bom_crlf_wrong_role.jsonl"],
+     "bom_crlf_wrong_role.jsonl, line 2, field 'messages[1].role': 'robot' is not one of"),
+    ("plain-text prompt/completion", ["--ift", "prompt_completion_plain_text.jsonl"],
+     "prompt_completion_plain_text.jsonl, line 2, field 'prompt': is plain text"),
+    ("completion not the assistant's", ["--ift", "completion_not_assistant.jsonl"],
+     "completion_not_assistant.jsonl, line 1, field 'completion[0].role': 'user'"),
     ("unknown config key", ["--set", "prompts_per_rounds=8"], "unknown config key 'prompts_per_rounds'. Did you mean 'prompts_per_round'?"),
     ("zero count", ["--set", "prompts_per_round=0"], "field 'prompts_per_round' must be > 0, got 0"),
     ("negative count", ["--set", "n_candidates=-2"], "field 'n_candidates' must be > 0, got -2"),
@@ -68,6 +76,7 @@ ITERATE_CASES = [
     ("seed copy damaged", "seed_damaged", "ift.jsonl, line 2, field 'messages[1].role'"),
     ("seed copy missing", "seed_missing", "eft_eval.jsonl: seed file missing"),
     ("seed copy changed after start", "seed_changed", "the seed data changed after the run started"),
+    ("rubric changed after init, before M1", "rubric_changed", "eft_train.jsonl, line 1, field 'messages[0].content': not written with the run's rubric ('additive')"),
     ("model changed after M1", "drift_model", "model: 'embedded' -> 'other/model'"),
     ("round folder links outside", "link_outside", "outside the run directory"),
     ("run dir is a file", "run_dir_file", "exists and is not a directory"),
@@ -128,6 +137,8 @@ def damage(run: Path, how: str, tmp_path: Path) -> Path:
         lines = (run / "seed" / "ift.jsonl").read_text().splitlines(keepends=True)
         lines[1] = lines[1].replace('"role": "assistant"', '"role": "robot"')
         (run / "seed" / "ift.jsonl").write_text("".join(lines))
+    elif how == "rubric_changed":
+        cfg["rubric"] = "additive"  # the seed copies were rendered with additive-compact at init
     elif how == "seed_missing":
         (run / "seed" / "eft_eval.jsonl").unlink()
     elif how in ("seed_changed", "drift_model"):
@@ -144,7 +155,7 @@ def damage(run: Path, how: str, tmp_path: Path) -> Path:
     elif how == "run_dir_file":
         shutil.rmtree(run)
         run.write_text("not a directory\n")
-    if how in ("config_unknown_key", "config_wrong_type", "config_negative", "drift_model"):
+    if how in ("config_unknown_key", "config_wrong_type", "config_negative", "drift_model", "rubric_changed"):
         cfg_path.write_text(json.dumps(cfg, indent=2))
     return run
 

@@ -90,6 +90,48 @@ def test_init_rerenders_judge_seed_with_the_runs_rubric(tmp_path):
                 assert split_judge_prompt(user, template) is not None
 
 
+def test_init_keeps_judge_examples_written_with_the_runs_own_rubric(tmp_path):
+    """A judge seed written with a custom rubric file is kept as written; the paper's is re-rendered into it."""
+    from selfreward_lite.judging.rubric import RUBRIC_TEMPLATE, build_judge_prompt
+
+    rubric = tmp_path / "rubric.txt"
+    rubric.write_text("Grade it.\nQ: {instruction}\nA: {response}\nEnd with Score: N.")
+    own = build_judge_prompt("Name a colour.", "Blue.", rubric.read_text())
+    paper = build_judge_prompt("Name a fruit.", "Pear.", RUBRIC_TEMPLATE)
+    eft = tmp_path / "eft.jsonl"
+    eft.write_text("".join(json.dumps({"messages": [{"role": "user", "content": c}, {"role": "assistant", "content": "Fine. Score: 3"}]}) + "\n"
+                           for c in (own, paper)))
+    run = tmp_path / "run"
+    assert invoke("init", "-d", run, "--preset", "cpu", "--eft", eft, "--set", f"rubric={rubric}").returncode == 0
+    users = [json.loads(line)["messages"][0]["content"] for line in (run / "seed" / "eft_train.jsonl").read_text().splitlines()]
+    assert users == [own, build_judge_prompt("Name a fruit.", "Pear.", rubric.read_text())]
+
+
+def test_init_takes_windows_files_and_trl_prompt_completion(tmp_path):
+    user, assistant = {"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}
+    ift = tmp_path / "ift.jsonl"
+    ift.write_bytes(b"\xef\xbb\xbf" + b"".join(json.dumps(r).encode() + b"\r\n" for r in (
+        {"prompt": [user], "completion": [assistant]},
+        {"prompt": [{"role": "system", "content": "Be brief."}, user], "completion": [assistant]},
+        {"messages": [user, assistant]})))
+    run = tmp_path / "run"
+    r = invoke("init", "-d", run, "--preset", "cpu", "--ift", ift)
+    assert r.returncode == 0, r.stderr
+    rows = [json.loads(line) for line in (run / "seed" / "ift.jsonl").read_text().splitlines()]
+    assert rows[0] == {"messages": [user, assistant]} and rows[1]["messages"][0]["role"] == "system" and len(rows) == 3
+    # config.json saved by an editor with a byte-order mark still loads
+    cfg = run / "config.json"
+    cfg.write_bytes(b"\xef\xbb\xbf" + cfg.read_bytes().replace(b"\n", b"\r\n"))
+    assert invoke("status", "-d", run).returncode == 0
+
+
+def test_version():
+    from selfreward_lite.version import __version__
+
+    for r in (invoke("--version"), srlite("--version")):
+        assert r.returncode == 0 and r.stdout.strip() == f"srlite {__version__}"
+
+
 # --- chat / export / import, for what needs no model ----------------------------------------
 
 def test_help_lists_the_tool_commands():

@@ -68,3 +68,5 @@ def test_save_load_roundtrip_and_errors(tmp_path):
         load_config(tmp_path / "list.json")
     with pytest.raises(SrliteError, match="srlite init"):
         load_config(tmp_path / "missing.json")
+    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + json.dumps({"seed": 4}).encode())  # as Notepad saves it
+    assert load_config(tmp_path / "bom.json").seed == 4

@@ -62,6 +62,8 @@ def test_load_rubric(tmp_path):
     good = tmp_path / "r.txt"
     good.write_text("Q: {instruction}\nA: {response}\nScore: ?")
     assert load_rubric(str(good)).startswith("Q:")
+    (tmp_path / "win.txt").write_bytes(b"\xef\xbb\xbfQ: {instruction}\r\nA: {response}\r\nScore: ?")  # saved by Notepad
+    assert load_rubric(str(tmp_path / "win.txt")) == "Q: {instruction}\nA: {response}\nScore: ?"
     bad = tmp_path / "bad.txt"
     bad.write_text("only {instruction}")
     with pytest.raises(SrliteError, match=r"\{response\}"):

@@ -109,3 +109,71 @@ def test_bundled_eval_split_held_out():
     ift = {first_user_text(m) for m in load_messages("bundled", "ift")}
     assert not ift & (questions("eft_train") | questions("eft_eval"))
     assert bundled_path("ift").is_file()
+
+
+# --- inputs as people have them: BOM + CRLF, TRL's prompt/completion ------------------------------
+
+def windows(path, out):
+    """`path` as a Windows editor saves it: a UTF-8 byte-order mark and CRLF line ends."""
+    out.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+    return out
+
+
+def test_every_jsonl_loader_takes_a_bom_and_crlf(tmp_path):
+    """Before: a file with a UTF-8 byte-order mark was refused at line 1 ("not valid JSON")."""
+    from helpers import FIXTURES, write_lines
+
+    from selfreward_lite.evaluation.judge_quality import load_ranked_set
+    from selfreward_lite.evaluation.winrate import load_eval_prompts
+    from selfreward_lite.judging.rubric import RUBRIC_TEMPLATE
+    from selfreward_lite.tools.importers import import_messages, import_oasst
+    from selfreward_lite.tools.judge_file import load_judge_input
+
+    ift = windows(bundled_path("ift"), tmp_path / "ift.jsonl")
+    assert load_messages(str(ift), "ift") == load_messages("bundled", "ift")
+    assert import_messages(str(ift), tmp_path / "out.jsonl") == len(load_messages("bundled", "ift"))
+    eft = windows(bundled_path("eft_eval"), tmp_path / "eft.jsonl")
+    assert load_messages(str(eft), "eft_eval") == load_messages("bundled", "eft_eval")
+    assert len(load_ranked_set(eft, RUBRIC_TEMPLATE)) == len(load_messages("bundled", "eft_eval"))
+    prompts = windows(bundled_path("eval_prompts"), tmp_path / "prompts.jsonl")
+    assert load_eval_prompts(prompts) == load_eval_prompts(bundled_path("eval_prompts"))
+    judge_in = windows(write_lines(tmp_path / "j.jsonl", [{"prompt": "Q", "response": "R"}]), tmp_path / "j2.jsonl")
+    assert load_judge_input(judge_in)[0] == "single"
+    assert import_oasst(str(windows(FIXTURES / "oasst_messages.jsonl", tmp_path / "oasst.jsonl")), tmp_path / "o")["ift records"] == 2
+
+
+def test_bom_crlf_file_errors_still_name_the_line_and_field(tmp_path):
+    p = tmp_path / "bad.jsonl"
+    p.write_bytes(b"\xef\xbb\xbf" + json.dumps(GOOD).encode() + b"\r\n" + b'{"messages": [{"role": "user", "content": "x"}, '
+                  b'{"role": "bot", "content": "y"}]}\r\n')
+    with pytest.raises(SrliteError, match=r"bad.jsonl, line 2, field 'messages\[1\]\.role': 'bot'"):
+        load_messages(str(p), "ift")
+
+
+def test_trl_conversational_prompt_completion_records_become_messages(tmp_path):
+    """TRL's conversational prompt/completion form (also with a system turn) is taken for seed data."""
+    user, assistant = {"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."}
+    system = {"role": "system", "content": "Be brief."}
+    p = write(tmp_path, [json.dumps({"prompt": [user], "completion": [assistant]}),
+                         json.dumps({"prompt": [system, user], "completion": [assistant]}),
+                         json.dumps(GOOD)])
+    assert load_messages(str(p), "ift") == [[user, assistant], [system, user, assistant], GOOD["messages"]]
+
+
+@pytest.mark.parametrize("record, pattern", [
+    ({"prompt": [{"role": "user", "content": "x"}]}, r"line 1, field 'completion': missing"),
+    ({"prompt": "Hi?", "completion": "Hello."}, r"line 1, field 'prompt': is plain text"),
+    ({"prompt": [], "completion": [{"role": "assistant", "content": "y"}]}, r"line 1, field 'prompt': must be a non-empty list"),
+    ({"prompt": [{"role": "user", "content": "x"}], "completion": [{"role": "user", "content": "y"}]},
+     r"line 1, field 'completion\[0\]\.role': 'user'"),
+    ({"prompt": [{"role": "user", "content": "x"}], "completion": [{"role": "assistant", "content": ""}]},
+     r"line 1, field 'completion\[0\]\.content': is empty"),
+    ({"prompt": [{"role": "user", "content": "x"}, {"role": "system", "content": "s"}],
+      "completion": [{"role": "assistant", "content": "y"}]}, r"line 1, field 'prompt\[1\]\.role': a system message may only come first"),
+    ({"prompt": [{"role": "system", "content": "s"}], "completion": [{"role": "assistant", "content": "y"}]},
+     r"line 1, field 'prompt': needs at least one 'user' message"),
+])
+def test_prompt_completion_errors_name_the_field_as_written(tmp_path, record, pattern):
+    p = write(tmp_path, [json.dumps(record)])
+    with pytest.raises(SrliteError, match=pattern):
+        load_messages(str(p), "ift")
