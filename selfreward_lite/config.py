@@ -66,9 +66,11 @@ class Config:
     judge_samples: int = 2  # judgments per candidate, averaged (paper: 3)
     judge_temperature: float = 0.7  # sampling temperature of the judge
     judge_top_p: float = 0.9  # nucleus sampling of the judge
-    judge_max_new_tokens: int = 96  # token budget of one judgment
+    judge_max_new_tokens: int = 96  # token budget of one judgment (a judgment stops at its "Score: N" line; one cut off by the budget is unparsed, "truncated")
+    judge_min_parsed: int = 1  # a candidate needs at least this many parsed judgments (of judge_samples) to be ranked
     # --- pairs ---
-    pair_min_margin: float = 0.0  # keep a pair only if best - worst mean score > this (ties always dropped)
+    pair_min_margin: float = 0.0  # keep a pair only if chosen - rejected mean score > this (ties always dropped)
+    length_control_margin: float | None = None  # off (null); a number >= 0: the chosen answer is the shortest of those scoring within this of the best (Meta-Rewarding's length control)
     # --- DPO ---
     dpo_beta: float = 0.1  # paper: 0.1
     dpo_learning_rate: float = 2e-4  # peak LR, cosine decay (paper: 1e-6 full fine-tune; few pairs and LoRA need more)
@@ -144,6 +146,7 @@ _CHOICES = {
     "dtype": ("auto", "bfloat16", "float32"),
     "report_to": ("none", "tensorboard", "wandb"),
 }
+_OPTIONAL_NUMBER = ("length_control_margin",)  # null (off) or a number >= 0
 _POSITIVE = (
     "lora_r", "lora_alpha", "sft_batch_size", "prompts_per_round", "prompt_shots",
     "prompt_max_new_tokens", "prompt_max_words", "prompt_max_attempts", "n_candidates",
@@ -174,6 +177,10 @@ def config_from_dict(values: dict[str, Any], source: str) -> Config:
         value = getattr(cfg, name)
         default = getattr(Config(), name)
         expected = type(default)
+        if name in _OPTIONAL_NUMBER:
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0):
+                raise SrliteError(f"{source}: field {name!r} must be null (off) or a number >= 0, got {value!r}.")
+            continue
         if expected is float:
             ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         elif expected is list:
@@ -211,6 +218,9 @@ def config_from_dict(values: dict[str, Any], source: str) -> Config:
         raise SrliteError(f"{source}: field 'winrate_judge' must be 'newest', 'm<N>' or a model folder.")
     if cfg.pair_min_margin < 0:
         raise SrliteError(f"{source}: field 'pair_min_margin' must be >= 0.")
+    if not 1 <= cfg.judge_min_parsed <= cfg.judge_samples:
+        raise SrliteError(f"{source}: field 'judge_min_parsed' must be between 1 and judge_samples "
+                          f"({cfg.judge_samples}), got {cfg.judge_min_parsed!r}.")
     return cfg
 
 

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from ..models import generation
-from .rubric import MAX_SCORE, build_judge_prompt, parse_score
+from .rubric import MAX_SCORE, build_judge_prompt, parse_judgment
 
 
 def judge_text(lm, rubric: str, item: dict) -> str:
@@ -22,11 +22,13 @@ def judge_text(lm, rubric: str, item: dict) -> str:
 
 def parse_judgments(item: dict, group) -> list[dict]:
     """One record per sampled judgment of `item`:
-    {"item_id", "sample", "text", "score" (int or None), "parse" (status)}."""
+    {"item_id", "sample", "text", "score" (int or None), "parse" (status), "finished"}. A judgment
+    cut off by the token budget is unparsed with status "truncated" (rubric.parse_judgment)."""
     records = []
     for k, s in enumerate(group):
-        parsed = parse_score(s.text)
-        records.append({"item_id": item["id"], "sample": k, "text": s.text, "score": parsed.score, "parse": parsed.status})
+        parsed = parse_judgment(s.text, s.finished)
+        records.append({"item_id": item["id"], "sample": k, "text": s.text, "score": parsed.score, "parse": parsed.status,
+                        "finished": s.finished})
     return records
 
 

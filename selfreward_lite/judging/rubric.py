@@ -62,10 +62,13 @@ _SCORE_RE = re.compile(r"score\s*\**\s*[:=]\s*\**\s*(-?\d+(?:\.\d+)?)", re.IGNOR
 MAX_SCORE = 5
 
 
+TRUNCATED = "truncated"  # the judgment ran out of tokens before it ended
+
+
 @dataclass(frozen=True)
 class ParsedScore:
     score: int | None  # None when unparsed
-    status: str  # "ok", "no score", "out of range", "not an integer"
+    status: str  # "ok", "no score", "out of range", "not an integer", "truncated"
 
 
 def parse_score(text: str) -> ParsedScore:
@@ -80,6 +83,14 @@ def parse_score(text: str) -> ParsedScore:
     if not 0 <= value <= MAX_SCORE:
         return ParsedScore(None, "out of range")
     return ParsedScore(int(value), "ok")
+
+
+def parse_judgment(text: str, finished: bool) -> ParsedScore:
+    """The score of a generated judgment. One cut off by the token budget is unparsed ("truncated")
+    even when it contains a `Score: N`: that number may be a sub-total or an opening guess, not
+    the conclusion the rubric asks for. (A judgment ends at EOS or right after a complete
+    "Score: N" line, see JUDGE_STOP_STRINGS, so a concluded judgment is finished.)"""
+    return parse_score(text) if finished else ParsedScore(None, TRUNCATED)
 
 
 def split_judge_prompt(text: str, template: str = RUBRIC_TEMPLATE) -> tuple[str, str] | None:

@@ -62,7 +62,7 @@ def run_round(run: Run, t: int, ui=QuietUI(), models: ModelCache | None = None) 
     step(run, ui, f"LLM-as-a-judge, {run.cfg.judge_samples} samples each", rd / JUDGMENTS,
          lambda out: S.judge_candidates(run, t, models.sampler(t), rd / CANDIDATES, out, ui))
     step(run, ui, "preference pairs", rd / PAIRS,
-         lambda out: S.build_pairs(run, rd / CANDIDATES, rd / JUDGMENTS, out))
+         lambda out: S.build_pairs(run, t, rd / CANDIDATES, rd / JUDGMENTS, out))
     step(run, ui, f"DPO -> M{t + 1}", rd / ADAPTER,
          lambda out: S.train_round_adapter(run, t, models.trainer(t), rd / PAIRS, out, ui))
     step(run, ui, "round summary", rd / METRICS, lambda out: S.summarize_round(run, t, out))

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..errors import SrliteError
 from ..judging import engine
-from ..judging.rubric import load_rubric, mean_score
+from ..judging.rubric import TRUNCATED, load_rubric, mean_score
 from ..models import adapters, generation
 from ..run import interrupts, seeds
 from ..run.files import read_json, read_jsonl, write_json, write_jsonl
@@ -24,7 +24,7 @@ from ..run.rundir import (CANDIDATES, DPO_SUMMARY, JUDGMENTS, PROMPTS, SFT_SUMMA
 from ..ui import QuietUI
 from . import train
 from .oom import with_backoff
-from .pairs import select_pairs
+from .pairs import candidate_counts, length_stats, select_pairs
 from .self_instruction import STOP, PromptFilter, extract_prompt, few_shot_prompt
 
 
@@ -198,7 +198,8 @@ def judge_candidates(run: Run, t: int, lm, candidates_file: Path, out: Path, ui=
 
     def rows_of(c: dict, group) -> list[dict]:
         return [{"id": f"{c['id']}-j{r['sample']}", "candidate_id": c["id"], "prompt_id": c["prompt_id"],
-                 "text": r["text"], "score": r["score"], "parse": r["parse"]} for r in engine.parse_judgments(c, group)]
+                 "text": r["text"], "score": r["score"], "parse": r["parse"], "finished": r["finished"]}
+                for r in engine.parse_judgments(c, group)]
 
     with ui.progress("candidates judged", total=len(cands)) as advance:
         advance(len(done))
@@ -210,13 +211,20 @@ def judge_candidates(run: Run, t: int, lm, candidates_file: Path, out: Path, ui=
 
 # --- 4. preference pairs ------------------------------------------------------------------
 
-def build_pairs(run: Run, candidates_file: Path, judgments_file: Path, out: Path) -> None:
+def build_pairs(run: Run, t: int, candidates_file: Path, judgments_file: Path, out: Path) -> None:
+    """Best vs worst finished candidate of each prompt (loop/pairs.py); pairs_stats.json counts the
+    prompts dropped and the candidates not ranked, by reason, and the chosen − rejected length."""
+    cfg = run.cfg
     scores: dict[str, list] = {}
     for j in read_jsonl(judgments_file):
         scores.setdefault(j["candidate_id"], []).append(j["score"])
-    cands = [{**c, "score": mean_score(scores.get(c["id"], []))} for c in read_jsonl(candidates_file)]
-    pairs, dropped = select_pairs(cands, run.cfg.pair_min_margin)
-    write_json(stats_of(out), {"kept": len(pairs), "dropped": dict(dropped)})
+    cands = [{**c, "score": mean_score(scores.get(c["id"], [])),
+              "n_parsed": sum(s is not None for s in scores.get(c["id"], []))} for c in read_jsonl(candidates_file)]
+    pairs, dropped = select_pairs(cands, cfg.pair_min_margin, seed=seeds.stage(cfg.seed, t, seeds.PAIRS),
+                                  min_parsed=cfg.judge_min_parsed, length_margin=cfg.length_control_margin)
+    write_json(stats_of(out), {"kept": len(pairs), "dropped": dict(dropped),
+                               "candidates": candidate_counts(cands, cfg.judge_min_parsed),
+                               "length": length_stats(pairs), "length_control_margin": cfg.length_control_margin})
     write_jsonl(out, pairs)
 
 
@@ -244,7 +252,8 @@ def train_round_adapter(run: Run, t: int, lm, pairs_file: Path, out: Path, ui=Qu
 def summarize_round(run: Run, t: int, out: Path) -> dict:
     rd = run.round_dir(t)
     cands = read_jsonl(rd / CANDIDATES)
-    judged = engine.judgment_summary(read_jsonl(rd / JUDGMENTS))
+    judgments = read_jsonl(rd / JUDGMENTS)
+    judged = engine.judgment_summary(judgments)
     dpo = read_json(run.dpo_summary_path(t))
     metrics = {
         "round": t,
@@ -254,7 +263,8 @@ def summarize_round(run: Run, t: int, out: Path) -> dict:
             "truncated": sum(not c["finished"] for c in cands),
             "mean_chars": sum(len(c["response"]) for c in cands) / max(1, len(cands)),
         },
-        "judgments": {"total": judged.pop("judgments"), **judged},
+        "judgments": {"total": judged.pop("judgments"), **judged,
+                      "truncated": sum(j["parse"] == TRUNCATED for j in judgments)},
         "pairs": read_json(run.pairs_stats_path(t)),
         "dpo": {k: dpo[k] for k in ("steps", "first_loss", "last_loss", "reward_margin", "reward_accuracy")},
         "stage_seconds": {k: v["seconds"] for k, v in run.manifest().get("stages", {}).items()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 
 from ..ui import QuietUI
-from .tables import fmt, judge_quality_rows, reasons, rounds_rows, win_rate_rows
+from .tables import fmt, judge_quality_rows, length_gap, reasons, rounds_rows, win_rate_rows
 
 
 class RichUI(QuietUI):
@@ -86,9 +86,10 @@ def round_table(title: str, m: dict):
     p, c, j, pr, d = m["prompts"], m["candidates"], m["judgments"], m["pairs"], m["dpo"]
     t.add_row("prompts", "made / kept", f"{p['generated']} / {p['kept']}")
     t.add_row("", "dropped", reasons(p["dropped"]))
-    t.add_row("candidates", "total (cut at token budget)", f"{c['total']} ({c['truncated']})")
+    t.add_row("candidates", "total (truncated: cut at the token budget, never paired)", f"{c['total']} ({c['truncated']})")
     t.add_row("", "mean response length", f"{c['mean_chars']:.0f} chars")
     t.add_row("judging", "judgments / parsed", f"{j['total']} / {j['parsed']}")
+    t.add_row("", "truncated (cut at the token budget: unparsed)", fmt(j.get("truncated")))
     t.add_row("", "parse rate", fmt(j["parse_rate"], pct=True))
     t.add_row("", "unparsed because", reasons(j["unparsed"]))
     hist = j["histogram"]
@@ -96,6 +97,10 @@ def round_table(title: str, m: dict):
     t.add_row("", "mean score", fmt(j["mean_score"]))
     t.add_row("pairs", "kept", str(pr["kept"]))
     t.add_row("", "dropped", reasons(pr["dropped"]))
+    if "candidates" in pr:
+        t.add_row("", "candidates ranked / not ranked", f"{pr['candidates']['ranked']} / "
+                  f"{pr['candidates']['total'] - pr['candidates']['ranked']} ({reasons(pr['candidates']['excluded'])})")
+    t.add_row("", "mean chosen − rejected length", length_gap(pr))
     t.add_row("DPO", "steps", fmt(d["steps"]))
     t.add_row("", "loss first → last", f"{fmt(d['first_loss'])} → {fmt(d['last_loss'])}")
     t.add_row("", "reward margin / accuracy", f"{fmt(d['reward_margin'])} / {fmt(d['reward_accuracy'])}")

@@ -42,7 +42,8 @@ def markdown(data: dict, plots: dict[str, str]) -> str:
     out.append("## Rounds\n")
     out.append(md_table(*rounds_rows(data["rounds"])) if data["rounds"] else "No round has started yet.")
     drops = [f"- round {r['round']}: prompts dropped {reasons((r['prompts'] or {}).get('dropped'))}; "
-             f"pairs dropped {reasons((r['pairs'] or {}).get('dropped'))}" for r in data["rounds"]]
+             f"pairs dropped {reasons((r['pairs'] or {}).get('dropped'))}; candidates not ranked "
+             f"{reasons(((r['pairs'] or {}).get('candidates') or {}).get('excluded'))}" for r in data["rounds"]]
     if drops:
         out.append("\nDropped, by reason:\n\n" + "\n".join(drops))
     out.append("\n## Judge quality\n\nEach model judges the held-out EFT answers; its mean score per answer is compared "

@@ -29,8 +29,23 @@ def mean_chars(w: dict) -> str:
     return f"{new:.0f} / {old:.0f}" if new is not None and old is not None else DASH
 
 
-ROUNDS_HEADER = ["round", "prompts made / kept", "judge parse rate", "scores 0..5", "pairs kept / dropped",
-                 "DPO loss first → last", "reward margin", "mean answer chars", "win rate vs previous"]
+def truncated(m: dict) -> str:
+    """"answers / judgments" cut off by their token budget (– for rounds made before this was counted)."""
+    return f"{m['candidates']['truncated']} / {fmt(m['judgments'].get('truncated'))}"
+
+
+def length_gap(pairs: dict | None) -> str:
+    """Mean chosen − rejected length of a round's pairs: "+12 chars (+3 tokens)"."""
+    gap = (pairs or {}).get("length") or {}
+    chars, toks = gap.get("chosen_minus_rejected_chars"), gap.get("chosen_minus_rejected_tokens")
+    if chars is None:
+        return DASH
+    return f"{chars:+.0f} chars" + (f" ({toks:+.1f} tokens)" if toks is not None else "")
+
+
+ROUNDS_HEADER = ["round", "prompts made / kept", "truncated answers / judgments", "judge parse rate", "scores 0..5",
+                 "pairs kept / dropped", "chosen − rejected length", "DPO loss first → last", "reward margin",
+                 "mean answer chars", "win rate vs previous"]
 
 
 def rounds_rows(rounds: list[dict]) -> Table:
@@ -45,9 +60,11 @@ def rounds_rows(rounds: list[dict]) -> Table:
         rows.append([
             f"{r['round']} (M{r['round']} → M{r['round'] + 1})",
             f"{m['prompts']['generated']} / {m['prompts']['kept']}",
+            truncated(m),
             fmt(m["judgments"]["parse_rate"], pct=True),
             " / ".join(str(hist.get(str(s), 0)) for s in range(6)),
             f"{m['pairs']['kept']} / {sum(m['pairs']['dropped'].values())}",
+            length_gap(m["pairs"]),
             f"{fmt(m['dpo']['first_loss'])} → {fmt(m['dpo']['last_loss'])}",
             fmt(m["dpo"]["reward_margin"]),
             f"{m['candidates']['mean_chars']:.0f}",

@@ -3,8 +3,9 @@
     purpose                                         seed
     ----------------------------------------------  -------------------------------------------
     round t, stage k (1 prompts, 2 candidates,      stage(s, t, k)       = s * 1000 + 10 t + k
-      3 judging)
-      its batch / chunk b                           batch(stage, b)      = stage * 1000 + b
+      3 judging, 4 pair selection)
+      its batch / chunk b (pair selection: the      batch(stage, b)      = stage * 1000 + b
+        tie-breaks of prompt b)
     end-of-round and `srlite eval`: answers and     evaluation(s)        = s * 1000 + 901
       judge quality (one seed for every model, so
       differences come from the model)
@@ -22,13 +23,13 @@ a resumed run makes the same records as an uninterrupted one.
 
 from __future__ import annotations
 
-PROMPTS, CANDIDATES, JUDGING = 1, 2, 3  # the sampling stages of a round
+PROMPTS, CANDIDATES, JUDGING, PAIRS = 1, 2, 3, 4  # the stages of a round that draw random numbers
 EVALUATION, VERDICTS, JUDGE_FILE = 901, 902, 902  # offsets outside the rounds' range
 GENERATE_STRIDE = 1_000_003  # a prime, so the calls of different seeds do not meet
 
 
 def stage(s: int, t: int, k: int) -> int:
-    """Round t's sampling stage k (PROMPTS, CANDIDATES or JUDGING)."""
+    """Round t's stage k (PROMPTS, CANDIDATES, JUDGING or PAIRS)."""
     return s * 1000 + t * 10 + k
 
 

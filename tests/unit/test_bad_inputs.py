@@ -50,6 +50,8 @@ INIT_CASES = [
      "prompt_completion_plain_text.jsonl, line 2, field 'prompt': is plain text"),
     ("completion not the assistant's", ["--ift", "completion_not_assistant.jsonl"],
      "completion_not_assistant.jsonl, line 1, field 'completion[0].role': 'user'"),
+    ("judge_min_parsed above judge_samples", ["--set", "judge_min_parsed=3"], "field 'judge_min_parsed' must be between 1 and judge_samples (2)"),
+    ("length control margin negative", ["--set", "length_control_margin=-1"], "field 'length_control_margin' must be null (off) or a number >= 0"),
     ("unknown config key", ["--set", "prompts_per_rounds=8"], "unknown config key 'prompts_per_rounds'. Did you mean 'prompts_per_round'?"),
     ("zero count", ["--set", "prompts_per_round=0"], "field 'prompts_per_round' must be > 0, got 0"),
     ("negative count", ["--set", "n_candidates=-2"], "field 'n_candidates' must be > 0, got -2"),

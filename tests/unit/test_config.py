@@ -35,6 +35,12 @@ def test_unknown_key_suggests():
         ({"lora_target_modules": []}, r"non-empty list"),
         ({"trust_remote_code": "yes"}, r"must be bool"),
         ({"prompt_shots_generated": 9}, r"prompt_shots_generated"),
+        ({"judge_min_parsed": 0}, r"'judge_min_parsed' must be between 1 and judge_samples \(2\)"),
+        ({"judge_min_parsed": 3}, r"'judge_min_parsed' must be between 1 and judge_samples \(2\)"),
+        ({"judge_min_parsed": 1.5}, r"'judge_min_parsed' must be int"),
+        ({"length_control_margin": -1}, r"'length_control_margin' must be null \(off\) or a number >= 0"),
+        ({"length_control_margin": "0.5"}, r"'length_control_margin' must be null"),
+        ({"length_control_margin": True}, r"'length_control_margin' must be null"),
     ],
 )
 def test_invalid_values(values, pattern):
@@ -44,6 +50,14 @@ def test_invalid_values(values, pattern):
 
 def test_int_accepted_for_float_fields():
     assert config_from_dict({"dpo_epochs": 1}, "x").dpo_epochs == 1
+
+
+def test_pair_selection_fields():
+    cfg = preset_config("cpu")
+    assert cfg.judge_min_parsed == 1 and cfg.length_control_margin is None  # off by default
+    assert config_from_dict({"length_control_margin": 0}, "x").length_control_margin == 0
+    assert config_from_dict({"length_control_margin": 0.5}, "x").length_control_margin == 0.5
+    assert config_from_dict({"judge_samples": 3, "judge_min_parsed": 3}, "x").judge_min_parsed == 3
 
 
 def test_presets():

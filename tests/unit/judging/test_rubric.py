@@ -2,7 +2,8 @@ import pytest
 
 from selfreward_lite.errors import SrliteError
 from selfreward_lite.judging.rubric import (
-    COMPACT_TEMPLATE, RUBRIC_TEMPLATE, build_judge_prompt, load_rubric, mean_score, parse_score, split_judge_prompt,
+    COMPACT_TEMPLATE, RUBRIC_TEMPLATE, ParsedScore, build_judge_prompt, load_rubric, mean_score, parse_judgment, parse_score,
+    split_judge_prompt,
 )
 
 
@@ -30,6 +31,14 @@ def test_parse_score(text, score, status):
     parsed = parse_score(text)
     assert parsed.score == score
     assert parsed.status == status
+
+
+def test_a_judgment_cut_off_by_the_token_budget_is_truncated_never_scored():
+    """Before: a judgment that ran out of tokens was scored from whatever number it had written so far."""
+    assert parse_judgment("Relevance: Score: 1\nCoverage: Score: 1\nUsefulness: Sc", finished=False) == ParsedScore(None, "truncated")
+    assert parse_judgment("Good answer.\nScore: 4\nAlso, the response could", finished=False).status == "truncated"
+    assert parse_judgment("Good answer.\nScore: 4", finished=True) == ParsedScore(4, "ok")
+    assert parse_judgment("No verdict here.", finished=True) == ParsedScore(None, "no score")
 
 
 def test_parse_score_none_is_unparsed():

@@ -158,14 +158,15 @@ def test_judge_candidates_uses_the_engine_pieces_and_keeps_its_format(tmp_path, 
 
     def fake_generate(lm, texts, n, **kw):
         calls.append((list(texts), n, kw))
-        replies = ["Fine. Score: 4", "Hmm.", "Score: 9", "Score: 2"]
-        return [[Sample(replies[(i * n + k) % 4], True, 3) for k in range(n)] for i in range(len(texts))]
+        replies = [("Fine. Score: 4", True), ("Hmm.", True), ("Score: 9", True), ("Score: 2", True),
+                   ("Score: 5\nThough on reflection the", False)]
+        return [[Sample(*replies[(i * n + k) % 5], 3) for k in range(n)] for i in range(len(texts))]
 
     monkeypatch.setattr(model_mod, "generate", fake_generate)
     monkeypatch.setattr(model_mod, "render_chat", lambda tok, msgs: "<chat>" + msgs[0]["content"])
     run = Run(tmp_path, preset_config("cpu", judge_samples=2))
     cands = [{"id": f"r1-p0000-c{k}", "prompt_id": "r1-p0000", "prompt": "Name a fruit.", "response": r}
-             for k, r in enumerate(["Apple.", "Car."])]
+             for k, r in enumerate(["Apple.", "Car.", "Fig"])]
     write_jsonl(tmp_path / "candidates.jsonl", cands)
     judge_candidates(run, 1, SimpleNamespace(tokenizer=None), tmp_path / "candidates.jsonl", tmp_path / "judgments.jsonl")
 
@@ -173,9 +174,47 @@ def test_judge_candidates_uses_the_engine_pieces_and_keeps_its_format(tmp_path, 
     assert n == 2 and kw["seed"] == seeds.stage(run.cfg.seed, 1, seeds.JUDGING) * 1000 and kw["max_new_tokens"] == run.cfg.judge_max_new_tokens
     assert "Name a fruit." in texts[0] and "<response>Apple.</response>" in texts[0]
     rows = [json.loads(line) for line in (tmp_path / "judgments.jsonl").read_text().splitlines()]
-    assert rows == [
-        {"id": "r1-p0000-c0-j0", "candidate_id": "r1-p0000-c0", "prompt_id": "r1-p0000", "text": "Fine. Score: 4", "score": 4, "parse": "ok"},
-        {"id": "r1-p0000-c0-j1", "candidate_id": "r1-p0000-c0", "prompt_id": "r1-p0000", "text": "Hmm.", "score": None, "parse": "no score"},
-        {"id": "r1-p0000-c1-j0", "candidate_id": "r1-p0000-c1", "prompt_id": "r1-p0000", "text": "Score: 9", "score": None, "parse": "out of range"},
-        {"id": "r1-p0000-c1-j1", "candidate_id": "r1-p0000-c1", "prompt_id": "r1-p0000", "text": "Score: 2", "score": 2, "parse": "ok"},
+    assert rows[:5] == [
+        {"id": "r1-p0000-c0-j0", "candidate_id": "r1-p0000-c0", "prompt_id": "r1-p0000", "text": "Fine. Score: 4", "score": 4, "parse": "ok", "finished": True},
+        {"id": "r1-p0000-c0-j1", "candidate_id": "r1-p0000-c0", "prompt_id": "r1-p0000", "text": "Hmm.", "score": None, "parse": "no score", "finished": True},
+        {"id": "r1-p0000-c1-j0", "candidate_id": "r1-p0000-c1", "prompt_id": "r1-p0000", "text": "Score: 9", "score": None, "parse": "out of range", "finished": True},
+        {"id": "r1-p0000-c1-j1", "candidate_id": "r1-p0000-c1", "prompt_id": "r1-p0000", "text": "Score: 2", "score": 2, "parse": "ok", "finished": True},
+        # Ran out of tokens after an interim "Score: 5": unparsed, never a 5.
+        {"id": "r1-p0000-c2-j0", "candidate_id": "r1-p0000-c2", "prompt_id": "r1-p0000", "text": "Score: 5\nThough on reflection the", "score": None, "parse": "truncated", "finished": False},
     ]
+
+
+# --- the pairs stage: what pairs_stats.json records --------------------------------------------------
+
+def test_build_pairs_records_truncation_parsed_counts_and_length(tmp_path):
+    from selfreward_lite.loop.stages import build_pairs
+
+    run = Run(tmp_path, preset_config("cpu", judge_samples=2, judge_min_parsed=1))
+    rd = run.round_dir(1)
+    cands = [
+        # prompt 0: the best answer was cut off; the pair is made of the finished ones
+        ("r1-p0000-c0", "Cut off mid", False, [5, 5]), ("r1-p0000-c1", "A fine answer.", True, [4, None]),
+        ("r1-p0000-c2", "Bad.", True, [1, 2]), ("r1-p0000-c3", "Meh answer", True, [None, None]),
+        # prompt 1: only one finished answer left
+        ("r1-p0001-c0", "x" * 20, False, [3, 3]), ("r1-p0001-c1", "y", True, [1, 1]),
+    ]
+    write_jsonl(rd / "candidates.jsonl", [{"id": i, "prompt_id": i[:8], "prompt": "Q?", "response": r, "finished": f,
+                                           "tokens": len(r)} for i, r, f, _ in cands])
+    write_jsonl(rd / "judgments.jsonl", [{"id": f"{i}-j{k}", "candidate_id": i, "prompt_id": i[:8], "score": s}
+                                         for i, _, _, scores in cands for k, s in enumerate(scores)])
+    build_pairs(run, 1, rd / "candidates.jsonl", rd / "judgments.jsonl", rd / "pairs.jsonl")
+    [pair] = [json.loads(line) for line in (rd / "pairs.jsonl").read_text().splitlines()]
+    assert (pair["chosen_id"], pair["chosen_score"], pair["chosen_parsed"]) == ("r1-p0000-c1", 4.0, 1)
+    assert (pair["rejected_id"], pair["rejected_score"], pair["rejected_parsed"]) == ("r1-p0000-c2", 1.5, 2)
+    stats = read_json(rd / "pairs_stats.json")
+    assert stats["kept"] == 1 and stats["dropped"] == {"truncated (fewer than two finished candidates)": 1}
+    assert stats["candidates"] == {"total": 6, "ranked": 3, "excluded": {"truncated": 2, "too few parsed judgments": 1}}
+    assert stats["length"]["chosen_minus_rejected_chars"] == len("A fine answer.") - len("Bad.")
+    assert stats["length"]["chosen_minus_rejected_tokens"] == len("A fine answer.") - len("Bad.")
+    assert stats["length_control_margin"] is None
+
+    # judge_min_parsed = 2: the chosen answer above had one parsed judgment, so now it is not ranked.
+    run = Run(tmp_path, preset_config("cpu", judge_samples=2, judge_min_parsed=2))
+    (rd / "pairs.jsonl").unlink()
+    build_pairs(run, 1, rd / "candidates.jsonl", rd / "judgments.jsonl", rd / "pairs.jsonl")
+    assert read_json(rd / "pairs_stats.json")["candidates"]["excluded"] == {"truncated": 2, "too few parsed judgments": 2}
