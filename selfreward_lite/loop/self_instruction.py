@@ -1,8 +1,11 @@
 """Self-instruction: few-shot prompts that make M_t write new tasks, and the filters.
 
 Paper: 8-shot (6 seed + 2 generated), T 0.6, top-p 0.9; Self-Instruct style filtering.
-We drop empty, too short, over-long (or cut off by the token budget) prompts, exact
-duplicates and near duplicates (ROUGE-L F >= threshold vs seeds and already kept prompts).
+We drop empty, too short, over-long (or cut off by the token budget) prompts, prompts near a
+held-out evaluation text (ROUGE-L F >= threshold, or equal; evaluation/heldout.py: the eval
+prompts, the EFT-eval questions, the IFEval held-out prompts), exact duplicates and near
+duplicates of the seeds and already kept prompts. The held-out texts are never few-shot
+examples either: a seed prompt near one is left out of the few-shot pool.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ DROP_EMPTY = "empty"
 DROP_SHORT = "too short"
 DROP_LONG = "too long or cut off"
 DROP_DUPLICATE = "exact duplicate"
-DROP_NEAR = "near duplicate (ROUGE-L)"
+DROP_NEAR_EVAL = "near an eval prompt (ROUGE-L)"
+DROP_NEAR = "near a seed or earlier prompt (ROUGE-L)"
 
 _WORD = re.compile(r"\w+")
 
@@ -68,21 +72,49 @@ def rouge_l(a: list[str], b: list[str]) -> float:
     return 2 * p * r / (p + r)
 
 
-class PromptFilter:
-    """Accepts or rejects candidate prompts against the seeds and everything kept so far."""
+class _Pool:
+    """Texts to compare with: exact (normalised) and ROUGE-L F >= threshold."""
 
-    def __init__(self, seeds: list[str], min_words: int, max_words: int, max_rouge: float):
-        self.min_words, self.max_words, self.max_rouge = min_words, max_words, max_rouge
+    def __init__(self, texts=()):
         self.seen: set[str] = set()
-        self.pool: list[tuple[list[str], Counter]] = []
-        for s in seeds:
-            self._remember(s)
-        self.dropped: Counter = Counter()
+        self.items: list[tuple[list[str], Counter]] = []
+        for t in texts:
+            self.add(t)
 
-    def _remember(self, text: str) -> None:
+    def add(self, text: str) -> None:
         toks = tokens(text)
         self.seen.add(" ".join(toks))
-        self.pool.append((toks, Counter(toks)))
+        self.items.append((toks, Counter(toks)))
+
+    def exact(self, toks: list[str]) -> bool:
+        return " ".join(toks) in self.seen
+
+    def near(self, toks: list[str], threshold: float) -> bool:
+        counts = Counter(toks)
+        for other, other_counts in self.items:
+            # LCS <= size of the multiset intersection: skip the DP when it cannot reach the threshold.
+            bound = sum((counts & other_counts).values())
+            if bound and 2 * bound / (len(toks) + len(other)) >= threshold:
+                if rouge_l(toks, other) >= threshold:
+                    return True
+        return False
+
+
+class PromptFilter:
+    """Accepts or rejects candidate prompts against the held-out evaluation texts, the seeds and
+    everything kept so far."""
+
+    def __init__(self, seeds: list[str], min_words: int, max_words: int, max_rouge: float,
+                 heldout: list[str] = ()):
+        self.min_words, self.max_words, self.max_rouge = min_words, max_words, max_rouge
+        self.heldout = _Pool(heldout)
+        self.pool = _Pool(seeds)
+        self.dropped: Counter = Counter()
+
+    def near_heldout(self, text: str) -> bool:
+        """Equal to, or ROUGE-L F >= threshold with, a held-out evaluation text."""
+        toks = tokens(text)
+        return bool(toks) and (self.heldout.exact(toks) or self.heldout.near(toks, self.max_rouge))
 
     def reason_to_drop(self, text: str, finished: bool = True) -> str | None:
         toks = tokens(text)
@@ -92,15 +124,12 @@ class PromptFilter:
             return DROP_SHORT
         if len(toks) > self.max_words or not finished:
             return DROP_LONG
-        if " ".join(toks) in self.seen:
+        if self.near_heldout(text):
+            return DROP_NEAR_EVAL
+        if self.pool.exact(toks):
             return DROP_DUPLICATE
-        counts = Counter(toks)
-        for other, other_counts in self.pool:
-            # LCS <= size of the multiset intersection: skip the DP when it cannot reach the threshold.
-            bound = sum((counts & other_counts).values())
-            if bound and 2 * bound / (len(toks) + len(other)) >= self.max_rouge:
-                if rouge_l(toks, other) >= self.max_rouge:
-                    return DROP_NEAR
+        if self.pool.near(toks, self.max_rouge):
+            return DROP_NEAR
         return None
 
     def offer(self, text: str, finished: bool = True) -> bool:
@@ -109,5 +138,5 @@ class PromptFilter:
         if reason:
             self.dropped[reason] += 1
             return False
-        self._remember(text)
+        self.pool.add(text)
         return True

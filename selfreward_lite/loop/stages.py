@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import SrliteError
+from ..evaluation.heldout import heldout_prompts
 from ..judging import engine
 from ..judging.rubric import TRUNCATED, load_rubric, mean_score
 from ..models import adapters, generation
@@ -68,17 +69,22 @@ def summarize_m1(run: Run, out: Path) -> None:
 # --- 1. self-instruction: new prompts ---------------------------------------------------
 
 def create_prompts(run: Run, t: int, lm, out: Path, ui=QuietUI()) -> None:
-    """M_t writes new tasks from few-shot prompts; filtered against seeds and earlier prompts.
+    """M_t writes new tasks from few-shot prompts; filtered against the held-out evaluation texts
+    (evaluation/heldout.py), the seeds and earlier prompts.
 
     Generation goes in batches; every examined sample of a finished batch is journaled, so a
     resumed stage replays the journal through the same filter and continues with the next
     batch (batch b always uses the same seed, so the result does not depend on restarts).
     """
     cfg = run.cfg
-    seed_texts = seed_prompts(run)
-    earlier = earlier_prompts(run, t)
+    all_seeds, earlier = seed_prompts(run), earlier_prompts(run, t)
     stage_seed = seeds.stage(cfg.seed, t, seeds.PROMPTS)
-    flt = PromptFilter(seed_texts + earlier, cfg.prompt_min_words, cfg.prompt_max_words, cfg.prompt_max_rouge)
+    flt = PromptFilter(all_seeds + earlier, cfg.prompt_min_words, cfg.prompt_max_words, cfg.prompt_max_rouge,
+                       heldout=heldout_prompts(run))
+    # A held-out text is never a few-shot example (only a user's own seed data, or a round made
+    # before this filter existed, can hold one).
+    seed_texts = [p for p in all_seeds if not flt.near_heldout(p)]
+    shots_earlier = [p for p in earlier if not flt.near_heldout(p)]
     kept: list[str] = []
     examined = attempts = batch = 0
     budget = cfg.prompts_per_round * cfg.prompt_max_attempts
@@ -103,7 +109,7 @@ def create_prompts(run: Run, t: int, lm, out: Path, ui=QuietUI()) -> None:
             # Oversample a little: about half of what a small model writes gets filtered.
             want = min(cfg.gen_batch_size, budget - attempts, 2 * (cfg.prompts_per_round - len(kept)))
             rng = random.Random(seeds.batch(stage_seed, batch))
-            texts = [few_shot_prompt(seed_texts, earlier + kept, cfg.prompt_shots, cfg.prompt_shots_generated, rng)
+            texts = [few_shot_prompt(seed_texts, shots_earlier + kept, cfg.prompt_shots, cfg.prompt_shots_generated, rng)
                      for _ in range(want)]
             samples = with_backoff(run, "generation", cfg.gen_batch_size, lambda bs: generation.generate(
                 lm, texts, 1, temperature=cfg.prompt_temperature, top_p=cfg.prompt_top_p,
@@ -120,7 +126,8 @@ def create_prompts(run: Run, t: int, lm, out: Path, ui=QuietUI()) -> None:
             journal.append(entries + [{"id": f"r{t}-b{batch}-end", "batch": batch, "end": True, "attempts": want}])
             attempts, batch = attempts + want, batch + 1
             advance(len(kept) - before)
-    stats = {"generated": examined, "kept": len(kept), "dropped": dict(flt.dropped)}
+    stats = {"generated": examined, "kept": len(kept), "dropped": dict(flt.dropped),
+             "seed_prompts_near_eval": len(all_seeds) - len(seed_texts)}
     write_json(stats_of(out), stats)
     journal.finish([{"id": f"r{t}-p{i:04d}", "prompt": p} for i, p in enumerate(kept)])
 

@@ -3,7 +3,7 @@ import random
 import pytest
 
 from selfreward_lite.loop.self_instruction import (
-    DROP_DUPLICATE, DROP_EMPTY, DROP_LONG, DROP_NEAR, DROP_SHORT, PromptFilter, extract_prompt,
+    DROP_DUPLICATE, DROP_EMPTY, DROP_LONG, DROP_NEAR, DROP_NEAR_EVAL, DROP_SHORT, PromptFilter, extract_prompt,
     few_shot_prompt, rouge_l, tokens,
 )
 
@@ -17,7 +17,7 @@ def test_rouge_l_values():
 
 
 def make_filter(**kw):
-    args = dict(min_words=3, max_words=12, max_rouge=0.7)
+    args = dict(min_words=3, max_words=12, max_rouge=0.7, heldout=["What is the difference between a frog and a toad?"])
     args.update(kw)
     return PromptFilter(["How do I bake a loaf of sourdough bread at home?"], **args)
 
@@ -33,6 +33,9 @@ def make_filter(**kw):
         ("how do I bake a loaf of SOURDOUGH bread at home", True, DROP_DUPLICATE),
         ("How do I bake a loaf of sourdough bread in my home?", True, DROP_NEAR),
         ("Write a haiku about autumn leaves falling.", True, None),
+        ("What is the difference between a frog and a toad?", True, DROP_NEAR_EVAL),  # an eval prompt itself
+        ("What is the difference between a toad and a frog?", True, DROP_NEAR_EVAL),
+        ("What's the difference between a frog and a toad", True, DROP_NEAR_EVAL),
     ],
 )
 def test_filter_reasons(text, finished, reason):
@@ -44,6 +47,16 @@ def test_filter_checks_against_kept_prompts_too():
     assert f.offer("Write a haiku about autumn leaves falling.")
     assert not f.offer("Write a haiku about the autumn leaves falling.")
     assert f.dropped == {DROP_NEAR: 1}
+
+
+def test_near_an_eval_prompt_is_its_own_reason_and_never_joins_the_pool():
+    f = make_filter()
+    assert not f.offer("What is the difference between a frog and a toad, really?")
+    assert f.offer("Compare lakes and ponds: how do they differ?")
+    assert not f.offer("How do I bake a loaf of sourdough bread in my home?")
+    assert f.dropped == {DROP_NEAR_EVAL: 1, DROP_NEAR: 1}
+    assert f.near_heldout("what is the difference between a frog and a toad") and not f.near_heldout("Name a river.")
+    assert not make_filter(heldout=[]).near_heldout("What is the difference between a frog and a toad?")
 
 
 def test_extract_prompt():

@@ -218,3 +218,40 @@ def test_build_pairs_records_truncation_parsed_counts_and_length(tmp_path):
     (rd / "pairs.jsonl").unlink()
     build_pairs(run, 1, rd / "candidates.jsonl", rd / "judgments.jsonl", rd / "pairs.jsonl")
     assert read_json(rd / "pairs_stats.json")["candidates"]["excluded"] == {"truncated": 2, "too few parsed judgments": 2}
+
+
+# --- no leakage: generated prompts vs the held-out texts, and the few-shot pool ----------------------
+
+def test_create_prompts_drops_eval_prompts_and_never_shows_them_as_examples(tmp_path, monkeypatch):
+    """Before: generated prompts were compared with the seeds and earlier prompts only, so the model
+    could write an eval prompt (or an EFT-eval question) and train on it."""
+    from selfreward_lite.evaluation.heldout import eft_questions
+    from selfreward_lite.judging.rubric import load_rubric
+    from selfreward_lite.loop import stages
+    from selfreward_lite.run.files import read_jsonl
+    from selfreward_lite.models.generation import Sample
+
+    eval_prompt = "How do bees make honey?"  # a bundled eval prompt (beyond the cpu preset's first 4)
+    # A user's IFT seed that holds an eval prompt: kept for SFT (their data), but never a few-shot example.
+    ift = tmp_path / "ift.jsonl"
+    seeds_ = [f"Write a short poem about the colour number {i} in the rainbow." for i in range(10)] + [eval_prompt]
+    ift.write_text("".join(json.dumps({"messages": [{"role": "user", "content": p}, {"role": "assistant", "content": "Ok."}]}) + "\n"
+                           for p in seeds_))
+    run = create_run(tmp_path / "run", preset="cpu", ift=str(ift), overrides={"prompts_per_round": 2, "gen_batch_size": 4})
+    eft_eval_question = eft_questions([r["messages"] for r in read_jsonl(run.seed_path("eft_eval"))], load_rubric(run.cfg.rubric))[0]
+    outputs = iter([" How do bees make their honey?\n", f" {eft_eval_question}\n", " Name two rivers in Peru.\n",
+                    " Describe a quiet morning at a lake.\n"] + [" Name two rivers in Chile.\n"] * 8)
+    shown = []
+
+    def fake_generate(lm, texts, n, **kw):
+        shown.extend(texts)
+        return [[Sample(next(outputs), True, 5)] for _ in texts]
+
+    monkeypatch.setattr("selfreward_lite.models.generation.generate", fake_generate)
+    out = run.round_dir(1) / "prompts.jsonl"
+    stages.create_prompts(run, 1, FakeLM(), out)
+    kept = [json.loads(line)["prompt"] for line in out.read_text().splitlines()]
+    assert kept == ["Name two rivers in Peru.", "Describe a quiet morning at a lake."]
+    stats = read_json(run.round_dir(1) / "prompts_stats.json")
+    assert stats["dropped"] == {"near an eval prompt (ROUGE-L)": 2} and stats["seed_prompts_near_eval"] == 1
+    assert shown and not any(eval_prompt in text for text in shown)

@@ -123,6 +123,7 @@ def test_every_jsonl_loader_takes_a_bom_and_crlf(tmp_path):
     """Before: a file with a UTF-8 byte-order mark was refused at line 1 ("not valid JSON")."""
     from helpers import FIXTURES, write_lines
 
+    from selfreward_lite.evaluation.heldout import ifeval_prompts
     from selfreward_lite.evaluation.judge_quality import load_ranked_set
     from selfreward_lite.evaluation.winrate import load_eval_prompts
     from selfreward_lite.judging.rubric import RUBRIC_TEMPLATE
@@ -140,6 +141,9 @@ def test_every_jsonl_loader_takes_a_bom_and_crlf(tmp_path):
     judge_in = windows(write_lines(tmp_path / "j.jsonl", [{"prompt": "Q", "response": "R"}]), tmp_path / "j2.jsonl")
     assert load_judge_input(judge_in)[0] == "single"
     assert import_oasst(str(windows(FIXTURES / "oasst_messages.jsonl", tmp_path / "oasst.jsonl")), tmp_path / "o")["ift records"] == 2
+    ifeval = windows(write_lines(tmp_path / "if.jsonl", [{"key": 1, "prompt": "Write in lowercase.",
+                                                           "instruction_id_list": [], "kwargs": []}]), tmp_path / "if2.jsonl")
+    assert ifeval_prompts(ifeval) == ["Write in lowercase."]
 
 
 def test_bom_crlf_file_errors_still_name_the_line_and_field(tmp_path):
