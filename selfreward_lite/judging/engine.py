@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from ..models import generation
-from .rubric import MAX_SCORE, build_judge_prompt, parse_judgment
+from .rubric import JUDGE_STOP_STRINGS, MAX_SCORE, build_judge_prompt, parse_judgment
 
 
 def judge_text(lm, rubric: str, item: dict) -> str:
@@ -33,8 +33,10 @@ def parse_judgments(item: dict, group) -> list[dict]:
 
 
 def sampling(cfg) -> dict:
-    """The judge's sampling settings, as generation.generate takes them."""
-    return {"temperature": cfg.judge_temperature, "top_p": cfg.judge_top_p, "max_new_tokens": cfg.judge_max_new_tokens}
+    """The judge's sampling settings, as generation.generate takes them: a judgment stops at EOS or
+    right after its first complete "Score: N" line (rubric.JUDGE_STOP_STRINGS)."""
+    return {"temperature": cfg.judge_temperature, "top_p": cfg.judge_top_p, "max_new_tokens": cfg.judge_max_new_tokens,
+            "stop_strings": list(JUDGE_STOP_STRINGS)}
 
 
 def judge_items(lm, cfg, rubric: str, items: Sequence[dict], *, seed: int,

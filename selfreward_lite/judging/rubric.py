@@ -61,6 +61,12 @@ def build_judge_prompt(instruction: str, response: str, template: str = RUBRIC_T
 _SCORE_RE = re.compile(r"score\s*\**\s*[:=]\s*\**\s*(-?\d+(?:\.\d+)?)", re.IGNORECASE)
 MAX_SCORE = 5
 
+# Where a judgment ends: right after a complete score line in the format the rubric asks for.
+# Without them a judge that wrote its "Score: N" and kept talking until the token budget ran out
+# would be unfinished, hence "truncated" and unparsed, though it had concluded. (A judgment that
+# ends at EOS ends there anyway; other spellings, e.g. "**Score:** 4", still end at EOS.)
+JUDGE_STOP_STRINGS = tuple(f"Score: {n}\n" for n in range(MAX_SCORE + 1))
+
 
 TRUNCATED = "truncated"  # the judgment ran out of tokens before it ended
 

@@ -66,7 +66,8 @@ def fake_generate_factory(crash_after=None):
             for k in range(n):
                 h = hashlib.sha256(f"{t}|{k}|{seed}".encode()).hexdigest()
                 words = " ".join(f"w{h[i:i + 3]}" for i in range(0, 18, 3))
-                text = f"Explain the idea of {words} in simple words?\nTask" if stop_strings else f"{words}. Score: {int(h, 16) % 6}"
+                text = (f"Explain the idea of {words} in simple words?\nTask" if stop_strings and "\nTask" in stop_strings
+                        else f"{words}. Score: {int(h, 16) % 6}")
                 group.append(Sample(text, True, 7))
             out.append(group)
         return out
@@ -173,6 +174,7 @@ def test_judge_candidates_uses_the_engine_pieces_and_keeps_its_format(tmp_path, 
     [(texts, n, kw)] = calls
     assert n == 2 and kw["seed"] == seeds.stage(run.cfg.seed, 1, seeds.JUDGING) * 1000 and kw["max_new_tokens"] == run.cfg.judge_max_new_tokens
     assert "Name a fruit." in texts[0] and "<response>Apple.</response>" in texts[0]
+    assert kw["stop_strings"] == [f"Score: {n}\n" for n in range(6)]  # a judgment ends after its score line
     rows = [json.loads(line) for line in (tmp_path / "judgments.jsonl").read_text().splitlines()]
     assert rows[:5] == [
         {"id": "r1-p0000-c0-j0", "candidate_id": "r1-p0000-c0", "prompt_id": "r1-p0000", "text": "Fine. Score: 4", "score": 4, "parse": "ok", "finished": True},
