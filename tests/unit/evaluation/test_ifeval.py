@@ -268,8 +268,8 @@ def test_compare_rounds():
     with pytest.raises(SrliteError, match="same prompts in both rounds: 1 only in the earlier"):
         ifeval.compare_rounds(before, after[1:])
     changed = [_res(k, (True,)) for k in range(20)]
-    changed[3] = ifeval.PromptResult(key=3, prompt="other", response="r", instruction_id_list=changed[3].instruction_id_list,
-                                     strict=(True,), loose=(True,))
+    changed[3] = ifeval.PromptResult(key=3, prompt="other", response="r",
+                                     instruction_id_list=changed[3].instruction_id_list, strict=(True,), loose=(True,))
     with pytest.raises(SrliteError, match="prompt 3 differs"):
         ifeval.compare_rounds(before, changed)
     with pytest.raises(ValueError):

@@ -1,5 +1,6 @@
 """The bundled held-out set selfreward_lite/data/ifeval_heldout.jsonl."""
 
+import importlib.util
 import json
 import re
 from collections import Counter
@@ -29,7 +30,10 @@ def _seed_prompts():
             if not line.strip():
                 continue
             rec = json.loads(line)
-            text = rec["prompt"] if "prompt" in rec else next(m["content"] for m in rec["messages"] if m["role"] == "user")
+            if "prompt" in rec:
+                text = rec["prompt"]
+            else:
+                text = next(m["content"] for m in rec["messages"] if m["role"] == "user")
             out.append((f"{name}:{n}", text))
             question = re.search(r"\nUser: (.*?)\n<response>", text, re.S)
             if question:
@@ -74,9 +78,11 @@ def test_no_prompt_is_near_a_seed_prompt():
     assert [r["key"] for r in _heldout_rows() if f.reason_to_drop(r["prompt"])] == []
 
 
-lm_eval = pytest.importorskip("lm_eval", reason="needs the ifeval extra: pip install 'selfreward-lite[ifeval]'")
+needs_lm_eval = pytest.mark.skipif(importlib.util.find_spec("lm_eval") is None,
+                                   reason="needs the ifeval extra: pip install 'selfreward-lite[ifeval]'")
 
 
+@needs_lm_eval
 def test_loads_strict_and_every_verifier_runs():
     from selfreward_lite.evaluation import ifeval
 
@@ -89,6 +95,7 @@ def test_loads_strict_and_every_verifier_runs():
         assert all(len(r.strict) == len(r.instruction_id_list) for r in results)
 
 
+@needs_lm_eval
 def test_no_conflicting_instructions():
     from lm_eval.tasks.ifeval import instructions_registry as reg
 
@@ -100,6 +107,7 @@ def test_no_conflicting_instructions():
                 assert b not in conflicts[a], f"prompt {row['key']}: {a} conflicts with {b}"
 
 
+@needs_lm_eval
 def test_hand_written_answers_pass():
     """The prompts can be followed: a hand-written answer passes strict for a sample of them."""
     from selfreward_lite.evaluation import ifeval
