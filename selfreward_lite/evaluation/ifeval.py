@@ -268,14 +268,15 @@ def _clean_value(where: str, fname: str, iid: str, name: str, value):
     return value
 
 
-def _check_instruction(v: _Verifiers, where: str, index: int, iid: str, raw, strict: bool) -> tuple[dict, list[str]]:
+def _check_instruction(v: _Verifiers, where: str, index: int, iid: str, raw,
+                       strict: bool) -> tuple[dict, list[str]]:
     """Validate one (instruction id, kwargs) pair; return the cleaned kwargs and any notes."""
     fname = f"kwargs[{index}]"
     cls = v.registry.get(iid) if isinstance(iid, str) else None
     if cls is None:
         close = difflib.get_close_matches(str(iid), list(v.registry), n=2)
         hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
-        raise SrliteError(f"{where}, field 'instruction_id_list'[{index}]: unknown instruction id {iid!r}.{hint} "
+        raise SrliteError(f"{where}, field 'instruction_id_list[{index}]': unknown instruction id {iid!r}.{hint} "
                           f"lm-eval {v.version} knows {len(v.registry)} ids, e.g. 'punctuation:no_comma', "
                           f"'detectable_format:title', 'length_constraints:number_words'.")
     if raw is None:
@@ -319,10 +320,10 @@ def _check_instruction(v: _Verifiers, where: str, index: int, iid: str, raw, str
         notes.append(f"{fname}: {msg}")
     try:
         inst.check_following(_PROBE_RESPONSE)
-    except LookupError:
-        if iid in SENTENCE_INSTRUCTIONS or v.sentence_model is None:
+    except LookupError as e:
+        if v.sentence_model is None:
             raise SrliteError(f"{where}: {_no_sentence_model(iid)}") from None
-        raise
+        raise SrliteError(f"{where}: instruction {iid!r} needs NLTK data that is missing ({e}).") from None
     except Exception as e:  # a verifier that crashes on a plain answer would crash mid-evaluation
         _fail(where, fname, f"the {iid!r} verifier fails with these arguments ({kwargs}) on a test answer: "
                             f"{type(e).__name__}: {e}.")

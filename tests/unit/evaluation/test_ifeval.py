@@ -96,7 +96,7 @@ def test_blank_lines_unicode_line_separator_and_integral_floats(tmp_path):
     (json.dumps({**_record("punctuation:no_comma"), "kwargs": [{}, {}]}),
      r"field 'kwargs': must be a list with one object per instruction \(1\), got 2 entries"),
     (json.dumps(_record("punctuation:no_commas")),
-     r"field 'instruction_id_list'\[0\]: unknown instruction id 'punctuation:no_commas'\. "
+     r"field 'instruction_id_list\[0\]': unknown instruction id 'punctuation:no_commas'\. "
      r"Did you mean 'punctuation:no_comma'"),
     (json.dumps(_record("punctuation:no_comma", {"num_words": 5})),
      r"field 'kwargs\[0\]': unexpected argument 'num_words' for 'punctuation:no_comma', which takes no arguments"),
@@ -298,3 +298,8 @@ def test_punkt_tables_are_the_packaged_english_model():
     assert dict(params.ortho_context) == dict(model.ortho_context)
     assert nltk.sent_tokenize("Dr. Smith arrived at 5 p.m. on Monday. He left early.") == [
         "Dr. Smith arrived at 5 p.m. on Monday.", "He left early."]
+
+
+@pytest.mark.parametrize("code", ["kn", "mr", "pa", "bg", "pt", "hi", "fa", "sw"])
+def test_language_codes_used_by_the_real_data_are_accepted(tmp_path, code):
+    assert _one(tmp_path, "language:response_language", {"language": code}).kwargs == ({"language": code},)
