@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from selfreward_lite.prompts import PromptFilter, rouge_l, tokens
+from selfreward_lite.loop.self_instruction import PromptFilter, rouge_l, tokens
 
 DATA = Path(str(resources.files("selfreward_lite") / "data"))
 HELDOUT = DATA / "ifeval_heldout.jsonl"

@@ -7,10 +7,7 @@ import pytest
 
 from selfreward_lite.evaluation import intervals as iv
 
-try:  # the refactor (issue 9) moves stats.py into evaluation/
-    from selfreward_lite.evaluation.stats import kendall_tau_b, spearman
-except ImportError:
-    from selfreward_lite.stats import kendall_tau_b, spearman
+from selfreward_lite.evaluation.stats import kendall_tau_b, spearman
 
 
 # --- Wilson ----------------------------------------------------------------------------------
