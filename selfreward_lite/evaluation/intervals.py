@@ -56,6 +56,11 @@ def wilson_interval(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[flo
     Known values (95 %): 0/10 -> (0, 0.2775), 5/10 -> (0.2366, 0.7634), 10/10 -> (0.7225, 1).
     """
     _check_counts(k, n)
+    return _wilson(k, n, confidence)
+
+
+def _wilson(k: float, n: int, confidence: float) -> tuple[float, float]:
+    # k may be a half-integer here (win_rate: a tie counts as half a win); the formula only needs p.
     if n == 0:
         return 0.0, 1.0
     z = _z(confidence)
@@ -72,7 +77,7 @@ def wilson_interval(k: int, n: int, confidence: float = CONFIDENCE) -> tuple[flo
 class Rate:
     """k of n, with its Wilson interval. `str(rate)` is the one display form."""
 
-    k: int
+    k: int | float     # a whole count; a half-integer only for win_rate (ties count half)
     n: int
     low: float
     high: float
@@ -89,15 +94,37 @@ class Rate:
         return self.n >= self.min_n
 
     def __str__(self) -> str:
-        return format_rate(self.k, self.n, min_n=self.min_n, confidence=self.confidence)
+        return _format_proportion(self.k, self.n, self.low, self.high, self.min_n, self.confidence)
 
     def to_dict(self) -> dict:
         return {"k": self.k, "n": self.n, "rate": self.value, "ci_low": self.low, "ci_high": self.high,
-                "confidence": self.confidence, "enough": self.enough, "text": str(self)}
+                "confidence": self.confidence, "min_n": self.min_n, "enough": self.enough, "text": str(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Rate":
+        """Back from `to_dict` (a JSON artifact); the interval is taken as stored."""
+        return cls(d["k"], d["n"], d["ci_low"], d["ci_high"], d.get("confidence", CONFIDENCE), d.get("min_n", MIN_N))
 
 
 def rate(k: int, n: int, *, confidence: float = CONFIDENCE, min_n: int = MIN_N) -> Rate:
     low, high = wilson_interval(k, n, confidence)
+    return Rate(k, n, low, high, confidence, min_n)
+
+
+def win_rate(wins: int, losses: int, ties: int, *, confidence: float = CONFIDENCE, min_n: int = MIN_N) -> Rate:
+    """(wins + ties / 2) / (wins + losses + ties) with the Wilson interval at that proportion.
+
+    A tie counts as half a win (AlpacaEval's convention), so k may be a half-integer; the Wilson
+    formula needs only the proportion and n. n counts verdicts: when each prompt is judged in both
+    orders, its two verdicts are not independent, so read the interval together with the sign test
+    over prompts (`exact_mcnemar_p(new_better, old_better)`), which counts each prompt once.
+    """
+    for v in (wins, losses, ties):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+            raise ValueError(f"verdict counts must be non-negative integers, got {wins!r}, {losses!r}, {ties!r}")
+    n = wins + losses + ties
+    k = wins + ties / 2 if ties % 2 else wins + ties // 2
+    low, high = _wilson(k, n, confidence)
     return Rate(k, n, low, high, confidence, min_n)
 
 
@@ -118,11 +145,15 @@ def format_rate(k: int, n: int, *, min_n: int = MIN_N, confidence: float = CONFI
     tighter than the computed interval.
     """
     _check_counts(k, n)
+    return _format_proportion(k, n, *_wilson(k, n, confidence), min_n, confidence)
+
+
+def _format_proportion(k: float, n: int, low: float, high: float, min_n: int, confidence: float) -> str:
+    # The one display form of a proportion (format_rate and str(Rate) both come here).
     if n == 0:
         return "no data (n=0)"
     if n < min_n:
         return f"too few (n={n})"
-    low, high = wilson_interval(k, n, confidence)
     return (f"{100 * k / n:.1f}% (n={n}, {round(confidence * 100)}% CI "
             f"{_pct_floor(low)}–{_pct_ceil(high)}%)")
 
@@ -173,7 +204,14 @@ class PairedComparison:
                 "both_pass": self.both_pass, "both_fail": self.both_fail, "p_value": self.p_value,
                 "test": "exact McNemar (two-sided sign test on discordant items)",
                 "before": self.before.to_dict(), "after": self.after.to_dict(),
-                "enough": self.enough, "text": str(self)}
+                "min_n": self.min_n, "enough": self.enough, "text": str(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "PairedComparison":
+        """Back from `to_dict` (a JSON artifact)."""
+        return cls(n=d["n"], improved=d["improved"], worsened=d["worsened"], both_pass=d["both_pass"],
+                   both_fail=d["both_fail"], p_value=d["p_value"], before=Rate.from_dict(d["before"]),
+                   after=Rate.from_dict(d["after"]), min_n=d.get("min_n", MIN_N))
 
 
 def paired_comparison(before: Sequence[bool], after: Sequence[bool], *, min_n: int = MIN_N) -> PairedComparison:
@@ -241,21 +279,33 @@ class Correlation:
     def to_dict(self) -> dict:
         return {"method": self.method, "n": self.n, "value": self.value, "ci_low": self.low,
                 "ci_high": self.high, "confidence": self.confidence, "interval": "percentile bootstrap over items",
-                "resamples": self.resamples, "seed": self.seed, "enough": self.enough, "text": str(self)}
+                "resamples": self.resamples, "seed": self.seed, "min_n": self.min_n, "enough": self.enough,
+                "text": str(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Correlation":
+        """Back from `to_dict` (a JSON artifact); the interval is taken as stored."""
+        return cls(d["method"], d["n"], d["value"], d["ci_low"], d["ci_high"], d.get("confidence", CONFIDENCE),
+                   d.get("resamples", 0), d.get("seed", BOOTSTRAP_SEED), d.get("min_n", MIN_N))
 
 
-def format_correlation(c: Correlation) -> str:
-    """"Spearman ρ 0.42 (n=40, 95% CI 0.12–0.65)"; "too few (n=5)"; "undefined (n=40, ...)"."""
-    name = _SYMBOL.get(c.method, c.method)
+def format_correlation(c: Correlation, *, label: bool = True) -> str:
+    """"Spearman ρ 0.42 (n=40, 95% CI 0.12–0.65)"; "too few (n=5)"; "undefined (n=40, ...)".
+
+    label=False leaves out the name (for a table column that carries it): "0.42 (n=40, ...)".
+    """
+    name = _SYMBOL.get(c.method, c.method) if label else ""
+    lead = f"{name}: " if name else ""
     if c.n == 0:
-        return f"{name}: no data (n=0)"
+        return f"{lead}no data (n=0)"
     if c.n < c.min_n:
-        return f"{name}: too few (n={c.n})"
+        return f"{lead}too few (n={c.n})"
     if c.value is None:
-        return f"{name}: undefined (n={c.n}; one of the two score lists is constant)"
+        return f"{lead}undefined (n={c.n}; one of the two score lists is constant)"
+    value = f"{name} {c.value:.2f}" if name else f"{c.value:.2f}"
     if c.low is None or c.high is None:
-        return f"{name} {c.value:.2f} (n={c.n}, no interval: too few distinct resamples)"
-    return (f"{name} {c.value:.2f} (n={c.n}, {round(c.confidence * 100)}% CI "
+        return f"{value} (n={c.n}, no interval: too few distinct resamples)"
+    return (f"{value} (n={c.n}, {round(c.confidence * 100)}% CI "
             f"{math.floor(c.low * 100 + 1e-9) / 100:.2f}–{math.ceil(c.high * 100 - 1e-9) / 100:.2f})")
 
 

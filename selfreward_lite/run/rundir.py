@@ -12,7 +12,9 @@
                          adapter/ (+ dpo.json), metrics.json, eval.json
       round2/ ...
       eval/              cached evaluations: m<N>/judge_quality-<key>.json (+ .jsonl),
-                         m<N>/responses-<key>.jsonl, winrate-m<new>-vs-m<old>-<key>.json (+ .jsonl)
+                         m<N>/responses-<key>.jsonl, winrate-m<new>-vs-m<old>-<key>.json (+ .jsonl),
+                         m<N>/ifeval_answers-<key>.jsonl, m<N>/ifeval-<key>.json (+ .jsonl),
+                         ifeval-m<new>-vs-m<old>-<key>.json
       judge/             `srlite judge`: <input name>-m<N>/ judgments.jsonl, scores.jsonl, summary.json
       logs/              TensorBoard / W&B: m1-sft/, round<N>-dpo/, rounds/
       report/            `srlite report`: report.md, report.json, *.png
@@ -183,6 +185,16 @@ class Run:
 
     def win_rate_path(self, new: int, old: int, key: str) -> Path:
         return self.dir / EVAL_DIR / f"winrate-m{new}-vs-m{old}-{key}.json"
+
+    def ifeval_answers_path(self, n: int, key: str) -> Path:
+        return self.dir / EVAL_DIR / f"m{n}" / f"ifeval_answers-{key}.jsonl"
+
+    def ifeval_path(self, n: int, key: str) -> Path:
+        """M_n's IFEval-format scores (summary; per-prompt verdicts in the .jsonl next to it)."""
+        return self.dir / EVAL_DIR / f"m{n}" / f"ifeval-{key}.json"
+
+    def ifeval_comparison_path(self, new: int, old: int, key: str) -> Path:
+        return self.dir / EVAL_DIR / f"ifeval-m{new}-vs-m{old}-{key}.json"
 
     def judge_dir(self, input_name: str, n: int) -> Path:
         return self.dir / JUDGE_DIR / f"{input_name}-m{n}"
