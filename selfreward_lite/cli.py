@@ -225,11 +225,12 @@ def eval_(
     eft: Optional[Path] = typer.Option(None, "--eft", help="Ranked answers for judge quality: EFT-format JSONL (judge prompt -> judgment ending 'Score: N') or {\"prompt\", \"response\", \"score\"}. Default: the run's held-out EFT split."),
     prompts: Optional[Path] = typer.Option(None, "--prompts", help="JSONL of {\"prompt\"} for the win rate. Default: config eval_prompts_data (bundled held-out prompts)."),
     judge_: Optional[str] = typer.Option(None, "--judge", help="Win-rate judge: 'newest' (the newer model of each pair), 'm<N>', or a local model folder. Default: config winrate_judge."),
+    ifeval: Optional[str] = typer.Option(None, "--ifeval", help="IFEval-schema JSONL ({\"key\", \"prompt\", \"instruction_id_list\", \"kwargs\"}; google/IFEval's input_data.jsonl works as is), or 'bundled': all its prompts, answered greedily by each model and checked by lm-eval's verifiers (the ifeval extra). Default: config ifeval_data cut to ifeval_prompts, skipped with a notice if lm-eval is missing."),
     run_dir: Path = RUN_DIR,
 ) -> None:
-    """Judge quality (pairwise accuracy, exact match, Spearman, Kendall) and win rate of each model; cached."""
+    """Judge quality (pairwise accuracy, exact match, Spearman, Kendall), win rate and IFEval-format accuracy of each model, with n and 95% intervals; cached."""
     ui = RichUI()
-    ui.info(eval_tables(evaluate(run_dir, round_, eft, prompts, judge_, ui)))
+    ui.info(eval_tables(evaluate(run_dir, round_, eft, prompts, judge_, ui, ifeval=ifeval)))
 
 
 @command()

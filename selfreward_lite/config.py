@@ -89,6 +89,11 @@ class Config:
     eval_prompts_data: str = "bundled"  # the held-out prompt set: "bundled" or a JSONL file of {"prompt": ...}
     eval_max_new_tokens: int = 64  # token budget of an eval answer and of a pairwise verdict
     winrate_judge: str = "newest"  # who judges M_t+1 vs M_t: "newest" (M_t+1), "m<N>" (a fixed round's model), or a local model folder
+    # --- IFEval-format evaluation (evaluation/ifeval_run.py; needs the `ifeval` extra, lm-eval's verifiers) ---
+    ifeval_each_round: bool = True  # at the end of each round, M_t and M_t+1 answer IFEval-format prompts (greedy) scored by program; skipped with a notice if lm-eval is missing
+    ifeval_data: str = "bundled"  # IFEval-schema JSONL: "bundled" (76 held-out prompts written for srlite) or a path, e.g. google/IFEval's input_data.jsonl
+    ifeval_prompts: int = 30  # prompts of ifeval_data each model answers, evenly spaced through the file; 0 = all
+    ifeval_max_new_tokens: int = 128  # token budget of an IFEval answer (lm-eval uses 1280; a cut answer is scored as it stands)
 
 
 # Resuming with changed settings (see preflight.check_drift): fields that only change speed,
@@ -99,6 +104,7 @@ SAFE_TO_CHANGE = frozenset({
     "preset", "device", "gen_batch_size", "train_micro_batch_size", "gradient_checkpointing", "checkpoint_steps",
     "backend", "report_to", "eval_each_round", "eval_questions", "eval_prompts", "eval_prompts_data", "eval_max_new_tokens",
     "winrate_judge",  # evaluations are cached under a hash of their settings, apart from the round's artifacts
+    "ifeval_each_round", "ifeval_data", "ifeval_prompts", "ifeval_max_new_tokens",
 })
 RUN_WIDE = frozenset({
     "model", "quantize", "dtype", "trust_remote_code", "seed", "ift_data", "eft_train_data", "eft_eval_data",
@@ -133,6 +139,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval_questions": 0,
         "eval_prompts": 0,
         "eval_max_new_tokens": 512,
+        "ifeval_prompts": 0,
+        "ifeval_max_new_tokens": 1280,  # lm-eval's IFEval setting, so the figures compare with published ones
     },
 }
 
@@ -150,7 +158,7 @@ _POSITIVE = (
     "response_max_new_tokens", "judge_samples", "judge_max_new_tokens", "dpo_batch_size",
     "max_length", "gen_batch_size", "train_micro_batch_size", "sft_epochs", "dpo_epochs",
     "sft_learning_rate", "dpo_learning_rate", "dpo_beta", "temperature", "judge_temperature",
-    "prompt_temperature", "eval_max_new_tokens",
+    "prompt_temperature", "eval_max_new_tokens", "ifeval_max_new_tokens",
 )
 
 
@@ -204,11 +212,13 @@ def config_from_dict(values: dict[str, Any], source: str) -> Config:
         raise SrliteError(f"{source}: field 'prompt_min_words' must be between 1 and prompt_max_words.")
     if cfg.checkpoint_steps < 0:
         raise SrliteError(f"{source}: field 'checkpoint_steps' must be >= 0 (0: no training checkpoints).")
-    for name in ("eval_questions", "eval_prompts"):
+    for name in ("eval_questions", "eval_prompts", "ifeval_prompts"):
         if getattr(cfg, name) < 0:
             raise SrliteError(f"{source}: field {name!r} must be >= 0 (0 = all), got {getattr(cfg, name)!r}.")
     if not (cfg.winrate_judge == "newest" or re.fullmatch(r"m[0-9]+", cfg.winrate_judge) or cfg.winrate_judge.strip()):
         raise SrliteError(f"{source}: field 'winrate_judge' must be 'newest', 'm<N>' or a model folder.")
+    if not cfg.ifeval_data.strip():
+        raise SrliteError(f"{source}: field 'ifeval_data' must be 'bundled' or the path of an IFEval-schema JSONL file.")
     if cfg.pair_min_margin < 0:
         raise SrliteError(f"{source}: field 'pair_min_margin' must be >= 0.")
     return cfg

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from statistics import NormalDist
 from typing import Sequence
 
+from .stats import WeightedRankCorrelation
+
 # Below this many observations a rate or a correlation is shown as "too few (n=…)": a Wilson
 # interval for n = 9 spans about 60 points, so a percentage would suggest knowledge we lack.
 MIN_N = 10
@@ -309,63 +311,6 @@ def format_correlation(c: Correlation, *, label: bool = True) -> str:
             f"{math.floor(c.low * 100 + 1e-9) / 100:.2f}–{math.ceil(c.high * 100 - 1e-9) / 100:.2f})")
 
 
-class _Resampler:
-    """Spearman rho or Kendall tau-b of weighted samples: item i appears weights[b, i] times in
-    resample b. A row of ones is the original sample.
-
-    Equal to the statistic computed on the materialised resample (the tests check this against
-    the pure-Python statistics): ties get average ranks (rho) and the tau-b correction, as in
-    scipy. Values are NaN where the statistic is undefined (a constant side).
-    """
-
-    def __init__(self, method: str, x, y):
-        import numpy as np
-
-        self.np, self.method = np, method
-        if method == "kendall":
-            sx = np.sign(x[:, None] - x[None, :])
-            sy = np.sign(y[:, None] - y[None, :])
-            # Copies of one item tie on both sides; two distinct items i, j form w_i * w_j pairs:
-            # (concordant - discordant) = 1/2 w'(Sx*Sy)w; pairs untied in x = 1/2 w'|Sx|w.
-            self.c, self.ax, self.ay = sx * sy, np.abs(sx), np.abs(sy)
-        else:
-            self.xr = self._rank_tables(x)
-            self.yr = self._rank_tables(y)
-
-    def _rank_tables(self, v):
-        np = self.np
-        uniq, inv = np.unique(v, return_inverse=True)
-        onehot = np.zeros((len(v), len(uniq)))
-        onehot[np.arange(len(v)), inv] = 1
-        return inv, onehot
-
-    def _ranks(self, w, tables):
-        inv, onehot = tables
-        counts = w @ onehot                                   # (B, distinct values)
-        below = self.np.cumsum(counts, axis=1) - counts
-        ranks = (below + (counts + 1) / 2)[:, inv]            # (B, n) average ranks per item
-        return ranks, (counts > 0).sum(axis=1) > 1            # and: more than one distinct value
-
-    def __call__(self, weights):
-        np = self.np
-        w = np.asarray(weights, dtype=np.float64)
-        if self.method == "kendall":
-            s = ((w @ self.c) * w).sum(axis=1)
-            tx = ((w @ self.ax) * w).sum(axis=1)
-            ty = ((w @ self.ay) * w).sum(axis=1)
-            ok = (tx > 0) & (ty > 0)
-            return np.where(ok, s / np.sqrt(np.where(ok, tx * ty, 1.0)), np.nan)
-        rx, okx = self._ranks(w, self.xr)
-        ry, oky = self._ranks(w, self.yr)
-        total = w.sum(axis=1, keepdims=True)
-        dx = rx - (w * rx).sum(axis=1, keepdims=True) / total
-        dy = ry - (w * ry).sum(axis=1, keepdims=True) / total
-        ok = okx & oky
-        sxy = (w * dx * dy).sum(axis=1)
-        den = np.sqrt((w * dx * dx).sum(axis=1) * (w * dy * dy).sum(axis=1))
-        return np.where(ok, sxy / np.where(ok, den, 1.0), np.nan)
-
-
 def correlation_interval(x: Sequence[float], y: Sequence[float], method: str = "spearman", *,
                          confidence: float = CONFIDENCE, resamples: int = BOOTSTRAP_RESAMPLES,
                          seed: int = BOOTSTRAP_SEED, min_n: int = MIN_N) -> Correlation:
@@ -396,7 +341,7 @@ def correlation_interval(x: Sequence[float], y: Sequence[float], method: str = "
     ya = np.asarray(y, dtype=np.float64)
     if n < 2:
         return Correlation(method, n, None, None, None, confidence, 0, seed, min_n)
-    stat = _Resampler(method, xa, ya)
+    stat = WeightedRankCorrelation(method, xa, ya)
     value = float(stat(np.ones((1, n)))[0])
     value = None if math.isnan(value) else max(-1.0, min(1.0, value))
     if n < min_n or value is None:

@@ -21,6 +21,8 @@ from ..run.files import read_json, read_jsonl, write_json, write_jsonl
 from ..run.records import bundled_path, read_jsonl_file
 from ..run.rundir import Run, cache_key
 from ..ui import QuietUI
+from .intervals import exact_mcnemar_p, rate
+from .intervals import win_rate as win_rate_interval
 
 PAIRWISE_TEMPLATE = """Compare two responses to the user's question and decide which one is better: more relevant, more helpful, more accurate, clearer, and without extraneous content. The order of the responses and their length must not influence you.
 
@@ -179,6 +181,13 @@ def win_rate_summary(verdicts: list[dict], new_rows: list[dict], old_rows: list[
     def mean_chars(rows):
         return sum(len(r["response"]) for r in rows) / len(rows) if rows else None
 
+    # Paired by prompt: a prompt's verdicts (both orders) count once, for the side they favour on balance.
+    net: dict = {}
+    for v in verdicts:
+        if v["outcome"] is not None:
+            net[v["prompt_id"]] = net.get(v["prompt_id"], 0) + {"win": 1, "loss": -1, "tie": 0}[v["outcome"]]
+    better, worse = sum(x > 0 for x in net.values()), sum(x < 0 for x in net.values())
+
     return {
         "prompts": len(new_rows),
         "verdicts": len(verdicts),
@@ -190,6 +199,12 @@ def win_rate_summary(verdicts: list[dict], new_rows: list[dict], old_rows: list[
         "mean_chars": {"new": mean_chars(new_rows), "old": mean_chars(old_rows)},
         "mean_tokens": {"new": sum(r["tokens"] for r in new_rows) / max(1, len(new_rows)),
                         "old": sum(r["tokens"] for r in old_rows) / max(1, len(old_rows))},
+        # n and 95 % Wilson intervals (a tie counts half); the sign test counts each prompt once
+        "intervals": {"win_rate": win_rate_interval(count["win"], count["loss"], count["tie"]).to_dict(),
+                      "picked_first": rate(picked_a, picked_ab).to_dict()},
+        "by_prompt": {"prompts": len(net), "new_better": better, "old_better": worse,
+                      "even": len(net) - better - worse, "p_value": exact_mcnemar_p(better, worse),
+                      "test": "two-sided exact sign test over prompts with a parsed verdict (even ones left out)"},
     }
 
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..evaluation.runner import evaluate_round
+from ..evaluation.runner import check_ifeval, evaluate_round
 from ..models.backend import prepare
 from ..models.cache import ModelCache
 from ..run import interrupts
@@ -66,9 +66,11 @@ def run_round(run: Run, t: int, ui=QuietUI(), models: ModelCache | None = None) 
     step(run, ui, f"DPO -> M{t + 1}", rd / ADAPTER,
          lambda out: S.train_round_adapter(run, t, models.trainer(t), rd / PAIRS, out, ui))
     step(run, ui, "round summary", rd / METRICS, lambda out: S.summarize_round(run, t, out))
-    if run.cfg.eval_each_round:
+    if run.cfg.eval_each_round or run.cfg.ifeval_each_round:
         models.release()  # M_t with its trained adapter; the evaluation loads the models it needs one at a time
-        step(run, ui, f"evaluation: judge quality of M{t} and M{t + 1}, M{t + 1} vs M{t}", run.eval_path(t),
+        what = ([f"judge quality of M{t} and M{t + 1}, M{t + 1} vs M{t}"] if run.cfg.eval_each_round else []) + \
+               (["IFEval-format accuracy"] if run.cfg.ifeval_each_round else [])
+        step(run, ui, "evaluation: " + ", ".join(what), run.eval_path(t),
              lambda out: evaluate_round(run, t, out, ui, models))
     return read_json(rd / METRICS)
 
@@ -84,6 +86,7 @@ def iterate(run_dir: Path, rounds: int, ui=QuietUI(), force: bool = False) -> li
         preflight(run, rounds, force)
         check_report_to(run.cfg)
         prepare(run.cfg)  # picks hf/unsloth; unsloth must be imported before the libraries it patches
+        check_ifeval(run, ui)  # after prepare: lm-eval imports libraries that unsloth patches
         models = ModelCache(run)
         build_m1(run, ui, models)
         results = []

@@ -12,6 +12,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import SrliteError
+from ..evaluation.intervals import rate
 from ..judging import engine
 from ..judging.rubric import load_rubric, mean_score
 from ..models import adapters, generation
@@ -244,7 +245,8 @@ def train_round_adapter(run: Run, t: int, lm, pairs_file: Path, out: Path, ui=Qu
 def summarize_round(run: Run, t: int, out: Path) -> dict:
     rd = run.round_dir(t)
     cands = read_jsonl(rd / CANDIDATES)
-    judged = engine.judgment_summary(read_jsonl(rd / JUDGMENTS))
+    judgments = read_jsonl(rd / JUDGMENTS)
+    judged = engine.judgment_summary(judgments)
     dpo = read_json(run.dpo_summary_path(t))
     metrics = {
         "round": t,
@@ -254,7 +256,8 @@ def summarize_round(run: Run, t: int, out: Path) -> dict:
             "truncated": sum(not c["finished"] for c in cands),
             "mean_chars": sum(len(c["response"]) for c in cands) / max(1, len(cands)),
         },
-        "judgments": {"total": judged.pop("judgments"), **judged},
+        "judgments": {"total": judged.pop("judgments"), **judged,
+                      "intervals": {"parse_rate": rate(judged["parsed"], len(judgments)).to_dict()}},
         "pairs": read_json(run.pairs_stats_path(t)),
         "dpo": {k: dpo[k] for k in ("steps", "first_loss", "last_loss", "reward_margin", "reward_accuracy")},
         "stage_seconds": {k: v["seconds"] for k, v in run.manifest().get("stages", {}).items()

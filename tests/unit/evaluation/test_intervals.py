@@ -7,7 +7,7 @@ import pytest
 
 from selfreward_lite.evaluation import intervals as iv
 
-from selfreward_lite.evaluation.stats import kendall_tau_b, spearman
+from selfreward_lite.evaluation.stats import WeightedRankCorrelation, kendall_tau_b, spearman
 
 
 # --- Wilson ----------------------------------------------------------------------------------
@@ -135,7 +135,7 @@ def test_weighted_resample_equals_materialised_resample(method, reference):
     import numpy as np
 
     x, y = _scores(25, 7)
-    stat = iv._Resampler(method, np.asarray(x, float), np.asarray(y, float))
+    stat = WeightedRankCorrelation(method, np.asarray(x, float), np.asarray(y, float))
     rnd = random.Random(3)
     for _ in range(20):
         idx = [rnd.randrange(25) for _ in range(25)]
