@@ -19,9 +19,10 @@ failure while generating gets 500 naming the exception's type, never a traceback
 server's log). Ctrl-C stops it cleanly. For tests and automation, `max_requests` (stop after
 answering that many chat completions) and `idle_exit` (stop after that many seconds without one) make
 it stop by itself. FastAPI and uvicorn (the `serve` extra) are imported only here.
-"""
 
-from __future__ import annotations
+(No `from __future__ import annotations` here: FastAPI reads the endpoints' annotations at run time,
+and `Request` is imported inside `build_app`.)
+"""
 
 import asyncio
 import contextlib
@@ -294,6 +295,7 @@ def serve(run_dir: Path, t: int | None = None, host: str = "127.0.0.1", port: in
         stopper.server = server
         if host not in ("127.0.0.1", "localhost", "::1"):
             news(f"warning: listening on {host}: anyone who can reach this machine can use M{t} (no authentication).")
+        sock.listen(2048)  # from here on a client's connection waits in the queue until uvicorn accepts it
         say(f"Serving M{t} as model 'm{t}' at http://{f'[{host}]' if ':' in host else host}:{port}/v1 (Ctrl-C stops).")
         server.run(sockets=[sock])
     finally:
