@@ -173,8 +173,8 @@ class OpenAIJudge(ExternalJudge):
 
     def run_jobs(self, jobs: list[tuple[str, int, object]], max_tokens: int) -> Iterator[tuple[object, Reply]]:
         """(key, reply) per job (content, seed, key) as each finishes, `judge_concurrency` at a time. On
-        an error or when the consumer stops early, the queued jobs are dropped and the requests in
-        flight finish (within their timeout) before this returns."""
+        an error or when the consumer stops early (Ctrl-C), the queued jobs are dropped at once and the
+        requests in flight end when the judge is closed (`close`, which every caller does)."""
         stop = threading.Event()
         cfg = self.cfg
 
@@ -191,8 +191,8 @@ class OpenAIJudge(ExternalJudge):
                     key = pending.pop(fut)
                     yield key, fut.result()  # an EndpointError stops here, after the finally below
         finally:
-            stop.set()
-            pool.shutdown(wait=True, cancel_futures=True)
+            stop.set()  # a request waiting to be retried gives up
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 # --- choosing and checking a judge --------------------------------------------------------------

@@ -270,3 +270,17 @@ def test_win_rate_with_a_python_judge_compares_scores(run, judge_file):
     write_lines(judge_file, [JUDGE_PY + "\n# edited"])
     from selfreward_lite.evaluation.winrate import resolve_judge, win_rate_path
     assert not win_rate_path(run, 2, 1, resolve_judge(run.cfg.winrate_judge, 2), source).exists()
+
+
+def test_iterate_refuses_a_judge_not_trained_yet_before_loading_anything(run, monkeypatch):
+    from helpers import invoke
+
+    from selfreward_lite.models import cache as cache_mod
+
+    monkeypatch.setattr(cache_mod, "load_model", lambda *a, **kw: pytest.fail("a model was loaded"))
+    cfg = read_json(run.config_path)
+    cfg["judge"] = "m3"
+    write_json(run.config_path, cfg)
+    r = invoke("iterate", "--rounds", "2", "-d", run.dir)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "judge is 'm3', but M3 (made by round 2) does not exist yet when round 1 judges" in r.stderr.replace("\n", "")

@@ -279,3 +279,18 @@ def test_judge_all_returns_records_in_item_order(run, stub):
     items = [{"id": f"i{k}", "prompt": "Q", "response": "x" * k} for k in range(6)]
     recs = judge_all(external_judge(f"openai:{s.url}#m", run.cfg), items, 2, seed=5)
     assert [(r["item_id"], r["sample"]) for r in recs] == [(f"i{k}", j) for k in range(6) for j in range(2)]
+
+
+def test_ctrl_c_does_not_wait_for_requests_in_flight(run, stub):
+    import os
+    import signal
+
+    s = stub(lambda n, body, auth: (*ok("Score: 2"), 5.0))  # a very slow endpoint
+    cands, out = endpoint_run(run, s.url, judge_concurrency=2, judge_samples=1)
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    start = time.perf_counter()
+    timer.start()
+    with pytest.raises(KeyboardInterrupt):
+        stages.judge_candidates(run, 1, round_judge(run, 1, None), cands, out)
+    assert time.perf_counter() - start < 3  # not the 5 s of the requests in flight
+    assert len(s.requests) == 2  # the queued ones were never sent

@@ -176,3 +176,12 @@ def test_taken_port_and_missing_extra(run, monkeypatch):
     monkeypatch.setitem(sys.modules, "uvicorn", None)
     with pytest.raises(SrliteError, match=r'needs FastAPI and uvicorn: pip install "selfreward-lite\[serve\]"'):
         serve.serve(run.dir, 0)
+
+
+def test_serve_help_documents_the_options():
+    from helpers import invoke
+
+    r = invoke("serve", "--help")
+    assert r.returncode == 0
+    for option in ("--round", "--host", "--port", "--max-requests", "--idle-exit"):
+        assert option in r.stdout
