@@ -225,7 +225,8 @@ def _judge_external(run: Run, t: int, judge: ExternalJudge, journal: Journal, ca
     todo = [i for i, c in enumerate(cands) if not c["_done"]]
     interrupts.check()
     try:
-        with contextlib.closing(judge.judge([cands[i] for i in todo], n, [seeds.batch(stage_seed, i) for i in todo])) as groups:
+        judged = judge.judge([cands[i] for i in todo], n, [seeds.batch(stage_seed, i) for i in todo])
+        with contextlib.closing(judged) as groups:
             for group in groups:
                 journal.append([row for k, records in group for row in rows(cands[todo[k]], records)])
                 advance(len(group))

@@ -17,7 +17,7 @@ from ..errors import SrliteError
 from ..judging.engine import judge_items, judgment_summary, scores_by_item
 from ..judging.judges import check_spec, external_judge, judge_all
 from ..judging.rubric import load_rubric, mean_score
-from ..judging.spec import parse_judge_spec, resolved
+from ..judging.spec import absolute, parse_judge_spec, resolved
 from ..models.cache import ModelCache
 from ..run import seeds
 from ..run.files import write_json, write_jsonl
@@ -90,7 +90,7 @@ def judge_file(run_dir: Path, input_path: Path, model: int | None = None, out_di
                                     seed=seeds.judge_file(run.cfg.seed), on_batch=advance)
     by_item = scores_by_item(judgments)
     rows = score_rows(kind, records, by_item)
-    summary = {"input": str(input_path), "kind": kind, "model": name, "judge": spec.text, "rubric": run.cfg.rubric,
+    summary = {"input": str(input_path), "kind": kind, "model": name, "judge": absolute(spec.text), "rubric": run.cfg.rubric,
                "judge_samples": samples, "records": len(records),
                **judgment_summary(judgments), **(pair_summary(rows) if kind == "pairs" else {}),
                "out_dir": str(out_dir)}

@@ -219,6 +219,7 @@ def test_killed_openai_judging_resumes_without_asking_again(run, stub, monkeypat
     with pytest.raises(KeyboardInterrupt):
         stages.judge_candidates(run, 1, round_judge(run, 1, None), cands, out)
     monkeypatch.setattr(stages.Journal, "append", real_append)
+    time.sleep(0.3)  # a request a worker had started as the stage stopped reaches the stub
     asked = len(s.requests)
     assert len(read_jsonl(str(out) + ".partial")) == 3 * 2 and not out.exists()  # 3 candidates journaled
     stages.judge_candidates(run, 1, round_judge(run, 1, None), cands, out)
