@@ -182,12 +182,11 @@ def pairwise_verdicts(run: Run, judge, models: ModelCache, new_rows: list[dict],
             endpoint = external_judge(judge, cfg)
             try:
                 replies = endpoint.complete([text for *_, text in jobs], [seeds.batch(seeds.verdicts(cfg.seed), i)
-                                            for i in range(len(jobs))], cfg.eval_max_new_tokens)
+                                            for i in range(len(jobs))], cfg.eval_max_new_tokens, on_done=advance)
             finally:
                 endpoint.close()
             texts = [r.rejected or r.text for r in replies]
             valid = [r.rejected is None for r in replies]
-            advance(len(jobs))
         else:
             lm = models.get(judge)
             rendered = [generation.render_chat(lm.tokenizer, [{"role": "user", "content": text}]) for *_, text in jobs]

@@ -155,11 +155,14 @@ class OpenAIJudge(ExternalJudge):
                 if all(r is not None for r in replies[i]):
                     yield [(i, self.records(items[i], replies.pop(i)))]
 
-    def complete(self, contents: Sequence[str], seeds: Sequence[int], max_tokens: int) -> list[Reply]:
+    def complete(self, contents: Sequence[str], seeds: Sequence[int], max_tokens: int,
+                 on_done: Callable[[int], None] | None = None) -> list[Reply]:
         """One answer per user message (the win rate's pairwise prompts), in order."""
         out: list = [None] * len(contents)
         for i, reply in self.run_jobs([(c, s, i) for i, (c, s) in enumerate(zip(contents, seeds))], max_tokens):
             out[i] = reply
+            if on_done:
+                on_done(1)
         return out
 
     @staticmethod
