@@ -75,10 +75,12 @@ def test_model_folder_judge_through_the_model_cache(round_one, embedded, tmp_pat
     judge = round_judge(run, 1, models)
     assert isinstance(judge, LoadedModel) and models._key == ("model", str(embedded), False)
     assert judge.adapter_names == []  # a plain base model, no adapters of this run
+    cands = tmp_path / "candidates.jsonl"
+    write_jsonl(cands, read_jsonl(run.round_dir(1) / "candidates.jsonl")[:2])
     out = tmp_path / "judgments.jsonl"
-    stages.judge_candidates(run, 1, judge, run.round_dir(1) / "candidates.jsonl", out)
+    stages.judge_candidates(run, 1, judge, cands, out)
     rows = read_jsonl(out)
-    assert len(rows) == 4 and all(isinstance(r["text"], str) and r["text"] for r in rows)
+    assert [r["id"] for r in rows] == ["r1-p0000-c0-j0", "r1-p0000-c1-j0"] and all(isinstance(r["text"], str) and r["text"] for r in rows)
     for r in rows:
         assert (r["score"] is None) == (r["parse"] != "ok")
         assert r["score"] is None or 0 <= r["score"] <= 5
