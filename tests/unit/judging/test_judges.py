@@ -284,3 +284,12 @@ def test_iterate_refuses_a_judge_not_trained_yet_before_loading_anything(run, mo
     r = invoke("iterate", "--rounds", "2", "-d", run.dir)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "judge is 'm3', but M3 (made by round 2) does not exist yet when round 1 judges" in r.stderr.replace("\n", "")
+
+
+def test_the_example_python_judge():
+    from helpers import ROOT
+
+    fn = load_python_function(parse_judge_spec(f"python:{ROOT / 'examples' / 'python_judge.py'}:score"))
+    assert python_score(fn, "Q", " ".join(["word"] * 30) + ".") == (5, "ok", "returned 5.0")
+    assert python_score(fn, "Q", "") == (None, "no score", "returned None")
+    assert 0 <= python_score(fn, "Q", "Too short")[0] < 4
