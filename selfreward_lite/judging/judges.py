@@ -128,7 +128,7 @@ class PythonJudge(ExternalJudge):
             for i in range(start, min(start + PYTHON_CHUNK, len(items))):
                 score, status, text = python_score(self.fn, items[i]["prompt"], items[i]["response"])
                 group.append((i, [{"item_id": items[i]["id"], "sample": 0, "text": text, "score": score,
-                                   "parse": status}]))
+                                   "parse": status, "finished": True}]))
             yield group
 
 

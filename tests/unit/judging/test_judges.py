@@ -17,6 +17,7 @@ from selfreward_lite.judging.judges import (PythonJudge, check_judges, load_pyth
                                             round_judge)
 from selfreward_lite.judging.spec import parse_judge_spec
 from selfreward_lite.loop import stages
+from selfreward_lite.loop.pairs import select_pairs
 from selfreward_lite.run.files import read_json, read_jsonl, write_json, write_jsonl
 from selfreward_lite.run.preflight import check_drift, snapshot_config
 from selfreward_lite.run.rundir import open_run
@@ -121,12 +122,12 @@ def test_python_judge_in_the_judging_stage_and_pairs(run, judge_file):
     assert [(r["score"], r["parse"]) for r in rows] == [(3.5, "ok"), (4, "ok"), (None, "no score"), (None, "error"),
                                                         (2, "ok"), (4, "ok")]
     assert rows[3]["text"].startswith("raised ValueError") and rows[0]["text"] == "returned 3.5"
-    pairs_path = run.round_dir(1) / "pairs.jsonl"
-    stages.build_pairs(run, cands, out, pairs_path)
-    pairs = read_jsonl(pairs_path)  # p0: 4 vs 3.5 (float scores pair); p1: one scored, dropped; p2: 4 vs 2
+    score_of = {r["candidate_id"]: r["score"] for r in rows}
+    pairs, dropped = select_pairs([{**c, "score": score_of[c["id"]]} for c in read_jsonl(cands)])
+    # p0: 4 vs 3.5 (float scores pair like any); p1: one scored answer, dropped; p2: 4 vs 2
     assert [(p["chosen"], p["rejected"], p["chosen_score"], p["rejected_score"]) for p in pairs] == [
         ("int", "float", 4, 3.5), ("abcd", "ab", 4, 2)]
-    assert read_json(run.round_dir(1) / "pairs_stats.json")["dropped"] == {"fewer than two scored candidates": 1}
+    assert dict(dropped) == {"fewer than two scored candidates": 1}
 
 
 def test_external_judging_resumes_without_asking_again(run, judge_file, monkeypatch):
