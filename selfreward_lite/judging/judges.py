@@ -189,10 +189,14 @@ class OpenAIJudge(ExternalJudge):
         try:
             pending = {pool.submit(ask, content, seed): key for content, seed, key in jobs}
             while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)  # all the futures done by now
+                failed = next((f.exception() for f in finished if f.exception() is not None), None)
+                for fut in finished:  # every answer in hand is handed over (and journaled) before a failure
                     key = pending.pop(fut)
-                    yield key, fut.result()  # an EndpointError stops here, after the finally below
+                    if fut.exception() is None:
+                        yield key, fut.result()
+                if failed is not None:
+                    raise failed  # an EndpointError: the finally below drops the rest
         finally:
             stop.set()  # a request waiting to be retried gives up
             pool.shutdown(wait=False, cancel_futures=True)
