@@ -6,6 +6,7 @@ complete; the pipeline skips a stage whose artifact exists.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import shutil
 from dataclasses import replace
@@ -13,6 +14,7 @@ from pathlib import Path
 
 from ..errors import SrliteError
 from ..judging import engine
+from ..judging.judges import ExternalJudge
 from ..judging.rubric import load_rubric, mean_score
 from ..models import adapters, generation
 from ..run import interrupts, seeds
@@ -190,22 +192,47 @@ def sample_candidates(run: Run, t: int, lm, prompts_file: Path, out: Path, ui=Qu
 # --- 3. LLM-as-a-Judge: the same model scores every candidate K times ---------------------
 
 def judge_candidates(run: Run, t: int, lm, candidates_file: Path, out: Path, ui=QuietUI()) -> None:
+    """`lm` is the judge (judges.round_judge): a loaded model (M_t, or a fixed model) that judges with
+    the rubric in batches, or an ExternalJudge (python, openai); same records and journal either way."""
     cfg = run.cfg
     rubric = load_rubric(cfg.rubric)
+    external = isinstance(lm, ExternalJudge)
+    n = lm.samples(cfg.judge_samples) if external else cfg.judge_samples
     journal = Journal(out)
-    done = {r["candidate_id"] for r in journal.load(complete_groups("candidate_id", cfg.judge_samples))}
+    done = {r["candidate_id"] for r in journal.load(complete_groups("candidate_id", n))}
     cands = [{**c, "_done": c["id"] in done} for c in read_jsonl(candidates_file)]
 
-    def rows_of(c: dict, group) -> list[dict]:
+    def rows(c: dict, records: list[dict]) -> list[dict]:
         return [{"id": f"{c['id']}-j{r['sample']}", "candidate_id": c["id"], "prompt_id": c["prompt_id"],
-                 "text": r["text"], "score": r["score"], "parse": r["parse"]} for r in engine.parse_judgments(c, group)]
+                 "text": r["text"], "score": r["score"], "parse": r["parse"]} for r in records]
 
     with ui.progress("candidates judged", total=len(cands)) as advance:
         advance(len(done))
-        _generate_journaled(run, t, seeds.JUDGING, lm, journal, cands, cfg.judge_samples,
-                            lambda c: engine.judge_text(lm, rubric, c), rows_of, engine.sampling(cfg), advance)
+        if external:
+            _judge_external(run, t, lm, journal, cands, n, rows, advance)
+        else:
+            _generate_journaled(run, t, seeds.JUDGING, lm, journal, cands, n, lambda c: engine.judge_text(lm, rubric, c),
+                                lambda c, group: rows(c, engine.parse_judgments(c, group)), engine.sampling(cfg), advance)
     by_id = {r["id"]: r for r in journal.load()}
-    journal.finish([by_id[f"{c['id']}-j{k}"] for c in cands for k in range(cfg.judge_samples)])
+    journal.finish([by_id[f"{c['id']}-j{k}"] for c in cands for k in range(n)])
+
+
+def _judge_external(run: Run, t: int, judge: ExternalJudge, journal: Journal, cands: list[dict], n: int, rows,
+                    advance) -> None:
+    """Each candidate's judgments go to the journal as soon as they are all in (a restart asks only for
+    the rest); candidate i always gets the same seed."""
+    stage_seed = seeds.stage(run.cfg.seed, t, seeds.JUDGING)
+    todo = [i for i, c in enumerate(cands) if not c["_done"]]
+    interrupts.check()
+    try:
+        judged = judge.judge([cands[i] for i in todo], n, [seeds.batch(stage_seed, i) for i in todo])
+        with contextlib.closing(judged) as groups:
+            for group in groups:
+                journal.append([row for k, records in group for row in rows(cands[todo[k]], records)])
+                advance(len(group))
+                interrupts.check()
+    finally:
+        judge.close()
 
 
 # --- 4. preference pairs ------------------------------------------------------------------
@@ -254,6 +281,7 @@ def summarize_round(run: Run, t: int, out: Path) -> dict:
             "truncated": sum(not c["finished"] for c in cands),
             "mean_chars": sum(len(c["response"]) for c in cands) / max(1, len(cands)),
         },
+        "judge": run.cfg.judge,  # the spec (judging/spec.py); an openai judge's key is never part of it
         "judgments": {"total": judged.pop("judgments"), **judged},
         "pairs": read_json(run.pairs_stats_path(t)),
         "dpo": {k: dpo[k] for k in ("steps", "first_loss", "last_loss", "reward_margin", "reward_accuracy")},

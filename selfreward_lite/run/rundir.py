@@ -29,6 +29,7 @@ import datetime as _dt
 import hashlib
 import json
 import platform
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -183,8 +184,10 @@ class Run:
     def win_rate_path(self, new: int, old: int, key: str) -> Path:
         return self.dir / EVAL_DIR / f"winrate-m{new}-vs-m{old}-{key}.json"
 
-    def judge_dir(self, input_name: str, n: int) -> Path:
-        return self.dir / JUDGE_DIR / f"{input_name}-m{n}"
+    def judge_dir(self, input_name: str, judge: int | str) -> Path:
+        """`srlite judge`'s output for M_n (judge an int), or for another judge named by its label."""
+        name = f"m{judge}" if isinstance(judge, int) else re.sub(r"[^A-Za-z0-9._-]+", "_", judge)
+        return self.dir / JUDGE_DIR / f"{input_name}-{name}"
 
     @property
     def logs_dir(self) -> Path:
