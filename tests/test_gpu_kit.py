@@ -1,0 +1,268 @@
+"""The GPU kit (benchmarks/gpu/) cannot rot between GPU runs: its CPU smoke mode, its wheel
+repacking, its random models whose answers end, its judge and its memory cap all run here.
+
+The GPU figures themselves need the GPU machine (docs/benchmarks.md, "GPU kit").
+"""
+
+import json
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+GPU = ROOT / "benchmarks" / "gpu"
+sys.path.insert(0, str(GPU))
+
+import kit_judge  # noqa: E402
+import wheels  # noqa: E402
+
+# Flip to True once the pluggable judge (`judge: "python:FILE.py:FUNCTION"`) has landed: the
+# smoke round then runs to the end instead of reporting that it was skipped.
+JUDGE_FIELD = False
+
+PARTS = ["build", "memory_8b", "round_hf", "speed_hf", "speed_unsloth", "round_unsloth", "memory_8b_unsloth"]
+
+
+@pytest.fixture(scope="module")
+def smoke_report(tmp_path_factory, embedded):
+    out = tmp_path_factory.mktemp("gpu-kit-smoke")
+    env = {**os.environ, "OUT": str(out), "PYTHON": sys.executable}
+    r = subprocess.run(["bash", str(GPU / "run.sh"), "--smoke", "--work", str(out / "work")], capture_output=True,
+                       text=True, cwd=ROOT, env=env, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert (out / "gpu_kit.log").stat().st_size > 0
+    return json.loads((out / "gpu_kit.json").read_text())
+
+
+def test_smoke_every_part_has_figures_or_an_error(smoke_report):
+    parts = smoke_report["parts"]
+    assert list(parts) == PARTS
+    for name, part in parts.items():
+        assert part["status"] in ("ok", "error", "skipped", "not run"), name
+        if part["status"] == "ok":
+            assert not part.get("error") and len(part) > 2, name
+        else:
+            assert isinstance(part.get("error"), str) and part["error"], name
+    assert smoke_report["versions"]["torch"] and smoke_report["kit"]["mode"] == "smoke"
+    assert set(smoke_report["summary"]) >= {"dpo_peak_reserved_gib", "tiny_hf_batched_over_naive", "round_hf_seconds"}
+
+
+def test_smoke_build_calibrates_eos_and_answers_end(smoke_report):
+    tiny = smoke_report["parts"]["build"]["archs"]["tiny"]
+    assert smoke_report["parts"]["build"]["status"] == "ok"
+    assert tiny["calibration"]["hazard"] == pytest.approx(0.025, rel=0.01)
+    assert tiny["calibration"]["h_k_min"] > 0
+    fr = tiny["finish_rate"]
+    # 48 tokens at a hazard of 0.025: ~70% end; a random model without the construction: ~0%.
+    assert fr["samples"] == 8 and fr["finished"] >= 2
+
+
+def test_smoke_memory_and_speed_run_the_real_tasks(smoke_report):
+    mem = smoke_report["parts"]["memory_8b"]
+    assert mem["status"] == "ok", mem.get("error")
+    assert mem["tasks"]["dpo_64"]["steps"] == 1
+    assert mem["tasks"]["candidate_batch"]["tokens_per_s"] > 0
+    assert mem["tasks"]["judge_batch"]["sequences"] > 1 and mem["tasks"]["judge_batch"]["prompt_tokens_max"] > 100
+    speed = smoke_report["parts"]["speed_hf"]
+    assert speed["status"] == "ok", speed.get("error")
+    assert speed["tasks"]["tiny_naive"]["batch_size"] == 1 and speed["tasks"]["tiny_batched"]["batch_size"] > 1
+    assert speed["ratios"]["tiny_batched_over_naive"]["ratio"] > 0
+
+
+def test_smoke_round(smoke_report):
+    round_hf = smoke_report["parts"]["round_hf"]
+    if not JUDGE_FIELD:
+        assert round_hf["status"] == "skipped"
+        assert round_hf["error"].startswith("skipped: this srlite has no `judge` config field yet"), round_hf["error"]
+        return
+    assert round_hf["status"] == "ok", round_hf.get("error")
+    assert round_hf["completed"] and round_hf["config"]["judge"].startswith("python:")
+    assert round_hf["pairs"]["kept"] > 0
+    assert {"m1/adapter", "round1/candidates.jsonl", "round1/adapter"} <= set(round_hf["stage_seconds"])
+
+
+def test_smoke_unsloth_parts_say_why_not(smoke_report):
+    parts = smoke_report["parts"]
+    assert parts["speed_unsloth"]["status"] == "error"
+    assert "unsloth" in parts["speed_unsloth"]["error"].lower()
+    for name in ("round_unsloth", "memory_8b_unsloth"):
+        assert parts[name]["status"] == "skipped" and parts[name]["error"].startswith("skipped:")
+
+
+# --- the wheels ---------------------------------------------------------------------------
+
+def _synthetic_wheel(folder: Path) -> Path:
+    """A small wheel shaped like the real ones: libraries to drop, a web app, a console script."""
+    files = {
+        "pkg/__init__.py": b"VALUE = 1\n",
+        "pkg/libpkg_cuda118.so": b"\x7fELF" + b"0" * 5000,
+        "pkg/libpkg_cuda130.so": b"\x7fELF" + b"1" * 500,
+        "studio/app.js": b"console.log(1)\n" * 100,
+        "studio/sub/page.html": b"<html></html>\n",
+        "pkg-1.0.dist-info/METADATA": b"Metadata-Version: 2.1\nName: pkg\nVersion: 1.0\n",
+        "pkg-1.0.dist-info/WHEEL": b"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        "pkg-1.0.dist-info/entry_points.txt": b"[console_scripts]\npkg = unsloth_cli:app\nother = pkg:main\n",
+        "pkg-1.0.dist-info/top_level.txt": b"pkg\nstudio\n",
+    }
+    rows = [f"{name},{wheels.record_hash(data)},{len(data)}" for name, data in files.items()]
+    files["pkg-1.0.dist-info/RECORD"] = ("\n".join(rows) + "\npkg-1.0.dist-info/RECORD,,\n").encode()
+    path = folder / "pkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        for name, data in files.items():
+            z.writestr(name, data)
+    return path
+
+
+def test_repack_drops_files_keeps_exceptions_and_rewrites_record(tmp_path):
+    (tmp_path / "in").mkdir()
+    src = _synthetic_wheel(tmp_path / "in")
+    assert wheels.check(src) == []
+    rule = wheels.Rule(drop=["pkg/libpkg_*.so", "studio/*"], keep=["pkg/libpkg_cuda130.so"],
+                       edits={"*.dist-info/entry_points.txt": wheels._drop_console_script,
+                              "*.dist-info/top_level.txt": wheels._drop_top_level})
+    info = wheels.repack(src, tmp_path / "out", rule)
+    out = tmp_path / "out" / src.name
+    assert info["bytes_after"] < info["bytes_before"] and info["files_dropped"] == 3
+    names = zipfile.ZipFile(out).namelist()
+    assert "pkg/libpkg_cuda130.so" in names and "pkg/__init__.py" in names
+    assert not any(n.startswith("studio/") or n.endswith("cuda118.so") for n in names)
+    z = zipfile.ZipFile(out)
+    assert "unsloth_cli" not in z.read("pkg-1.0.dist-info/entry_points.txt").decode()
+    assert "other = pkg:main" in z.read("pkg-1.0.dist-info/entry_points.txt").decode()
+    assert "studio" not in z.read("pkg-1.0.dist-info/top_level.txt").decode()
+    assert wheels.check(out) == []
+    # pip takes it with run.sh's exact command
+    target = tmp_path / "site"
+    r = subprocess.run([sys.executable, *wheels.PIP_TARGET, str(target), str(out)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert (target / "pkg" / "libpkg_cuda130.so").is_file() and not (target / "studio").exists()
+    r = subprocess.run([sys.executable, "-c", "import pkg; print(pkg.VALUE)"], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(target)})
+    assert r.stdout.strip() == "1"
+
+
+def test_repack_refuses_rules_that_match_nothing_and_check_finds_a_bad_record(tmp_path):
+    src = _synthetic_wheel(tmp_path)
+    with pytest.raises(SystemExit, match="match nothing"):
+        wheels.repack(src, tmp_path / "out", wheels.Rule(drop=["pkg/libother_*.so"]))
+    with pytest.raises(SystemExit, match="match nothing"):
+        wheels.repack(src, tmp_path / "out", wheels.Rule(drop=["pkg/libpkg_*.so"], keep=["pkg/libpkg_cuda999.so"]))
+    bad = tmp_path / "bad.whl"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(bad, "w") as zout:
+        for item in zin.infolist():
+            zout.writestr(item, b"changed\n" if item.filename == "pkg/__init__.py" else zin.read(item))
+    assert any("hash or size" in p for p in wheels.check(bad))
+
+
+def test_pinned_wheels_are_one_version_each_and_find_wheel_is_strict(tmp_path):
+    names = [wheels.wheel_name(spec)[0] for spec, _, _ in wheels.PINNED]
+    assert len(names) == len(set(names))
+    assert {"trl", "bitsandbytes", "datasets", "unsloth", "unsloth_zoo"} <= set(names)
+    assert dict(wheels.wheel_name(s) for s, _, _ in wheels.PINNED)["trl"] == "1.15.0"  # unsloth pins trl<=1.15
+    with pytest.raises(SystemExit, match="exactly one"):
+        wheels.find_wheel(tmp_path, "trl==1.15.0")
+
+
+@pytest.mark.slow
+def test_prepare_sh_downloads_repacks_and_stays_under_the_limit(tmp_path, embedded):
+    """The real thing: ~75 MB of downloads (cached in ~/.cache/srlite-gpukit afterwards)."""
+    kit = tmp_path / "kit"
+    env = {**os.environ, "PYTHON": sys.executable, "KIT_DIR": str(kit)}
+    r = subprocess.run(["bash", str(GPU / "prepare.sh")], capture_output=True, text=True, cwd=ROOT, env=env, timeout=1800)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "bash benchmarks/gpu/run.sh" in r.stdout
+    files = [p for p in kit.rglob("*") if p.is_file()]
+    assert sum(p.stat().st_size for p in files) < 60 * 2**20
+    assert (kit / "tokenizer" / "tokenizer.json").is_file() and not list(kit.rglob("*.safetensors"))
+    assert all(not wheels.check(w) for w in (kit / "wheels").glob("*.whl"))
+    bnb = next((kit / "wheels").glob("bitsandbytes-*.whl"))
+    assert sorted(n for n in zipfile.ZipFile(bnb).namelist() if n.endswith(".so")) == [
+        "bitsandbytes/libbitsandbytes_cpu.so", "bitsandbytes/libbitsandbytes_cuda130.so"]
+
+
+def test_scripts_parse_and_run_sh_needs_out():
+    for script in ("prepare.sh", "run.sh"):
+        assert subprocess.run(["bash", "-n", str(GPU / script)]).returncode == 0
+    env = {k: v for k, v in os.environ.items() if k != "OUT"}
+    r = subprocess.run(["bash", str(GPU / "run.sh")], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert r.returncode != 0 and "OUT" in r.stderr
+
+
+# --- the random models, the judge, the cap -------------------------------------------------
+
+def test_eos_probability_matches_hf_top_p_exactly():
+    import torch
+
+    from randmodel import _eos_probability, _sampling_probs
+
+    torch.manual_seed(0)
+    logits, h = torch.randn(40, 2000) * 1.5, torch.rand(40) + 0.5
+    f = _eos_probability(logits, 7, h, 0.7, 0.9)
+    for delta in (0.0, 2.0, 4.0, 9.0):
+        shifted = logits.clone()
+        shifted[:, 7] += delta * h
+        ref = _sampling_probs(shifted, 0.7, 0.9)[:, 7].double()
+        assert torch.allclose(f(delta), ref, atol=1e-6), delta
+
+
+@pytest.mark.parametrize("spec", [
+    dict(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+         head_dim=16, vocab_size=49152, tie_word_embeddings=True),
+    dict(hidden_size=256, intermediate_size=512, num_hidden_layers=4, num_attention_heads=4, num_key_value_heads=2,
+         head_dim=64, vocab_size=50000, tie_word_embeddings=False),  # untied, and ids the tokenizer lacks
+], ids=["tiny-tied", "small-untied"])
+def test_random_models_of_any_size_get_the_same_eos_hazard(spec, embedded):
+    import torch
+    from transformers import AutoTokenizer
+
+    import randmodel
+
+    torch.set_num_threads(2)
+    tok = AutoTokenizer.from_pretrained(embedded)
+    model, cal = randmodel.build({"kind": "llama", **spec}, tok)
+    assert cal.hazard == pytest.approx(randmodel.HAZARD, rel=0.01)
+    assert 0 < cal.h_k_min <= cal.h_k_max < 2 * cal.h_k_min  # the bias feature is positive and steady
+    assert cal.suppressed_ids == len(set(tok.all_special_ids) - {tok.eos_token_id}) + spec["vocab_size"] - len(tok)
+    assert model.generation_config.top_k == 0
+    # the suppressed ids are never sampled: their logit is far below every ordinary one
+    ids, first = randmodel.calibration_batch(tok, n=2)
+    with torch.inference_mode():
+        logits = model(input_ids=ids).logits[:, first:].float()
+    ordinary = logits[..., randmodel.ordinary_ids(tok)].min()
+    if spec["vocab_size"] > len(tok):
+        assert logits[..., len(tok):].max() < ordinary - 10
+
+
+def test_kit_judge_is_deterministic_and_separates_answers():
+    a, b = "the cat sat on the mat and looked around", "dog dog dog"
+    assert kit_judge.score("q", a) == kit_judge.score("q", a)
+    assert 0 <= kit_judge.score("q", b) < kit_judge.score("q", a) <= 5
+    assert kit_judge.score("q", "   ...  ") is None
+
+
+def test_sitecustomize_caps_without_breaking_python_and_chains(tmp_path):
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "sitecustomize.py").write_text("print('chained')\n")
+    env = {**os.environ, "SRLITE_GPU_CAP_GIB": "24",
+           "PYTHONPATH": os.pathsep.join([str(GPU / "site"), str(other)])}
+    r = subprocess.run([sys.executable, "-c", "print('ran')"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["chained", "ran"]
+
+
+def test_internals_resolve_each_name_or_say_where_to_fix():
+    import internals
+
+    for name in internals._WHERE:
+        assert callable(internals.srlite(name)), name
+    internals._WHERE["no_such_thing"] = ["selfreward_lite.nowhere", "selfreward_lite.config"]
+    try:
+        with pytest.raises(ImportError, match="_WHERE"):
+            internals.srlite("no_such_thing")
+    finally:
+        del internals._WHERE["no_such_thing"]
