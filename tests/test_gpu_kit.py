@@ -174,7 +174,7 @@ def test_prepare_sh_downloads_repacks_and_stays_under_the_limit(tmp_path, embedd
     env = {**os.environ, "PYTHON": sys.executable, "KIT_DIR": str(kit)}
     r = subprocess.run(["bash", str(GPU / "prepare.sh")], capture_output=True, text=True, cwd=ROOT, env=env, timeout=1800)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
-    assert "bash benchmarks/gpu/run.sh" in r.stdout
+    assert "bash benchmarks/gpu/run.sh" in r.stdout and "KIT_DIR=" in r.stdout
     files = [p for p in kit.rglob("*") if p.is_file()]
     assert sum(p.stat().st_size for p in files) < 60 * 2**20
     assert (kit / "tokenizer" / "tokenizer.json").is_file() and not list(kit.rglob("*.safetensors"))

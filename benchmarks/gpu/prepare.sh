@@ -16,7 +16,7 @@
 # Then, on the GPU machine, from the repository root, sending .gpukit/ along (device tool:
 # carry [".gpukit"], timeout_s 540):
 #
-#     bash benchmarks/gpu/run.sh
+#     KIT_DIR=.gpukit bash benchmarks/gpu/run.sh
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -29,7 +29,7 @@ VERIFY_PY=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --verify) VERIFY_PY="${2:?--verify needs a python}"; shift 2 ;;
-    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "prepare.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -78,9 +78,9 @@ fi
 cat <<EOF
 
 Ready. On the GPU machine, from the repository root, with $KIT sent along
-(device tool: run with carry [".gpukit"] and timeout_s 540):
+(device tool: run with carry ["$KIT"] and timeout_s 540), the command:
 
-    bash benchmarks/gpu/run.sh
+    KIT_DIR=$KIT bash benchmarks/gpu/run.sh
 
 It writes \$OUT/gpu_kit.json and \$OUT/gpu_kit.log within about 8 minutes.
 EOF

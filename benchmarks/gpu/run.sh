@@ -5,7 +5,7 @@
 # benchmarks/gpu/prepare.sh sent along (device tool: command below, carry [".gpukit"],
 # timeout_s 540):
 #
-#     bash benchmarks/gpu/run.sh
+#     KIT_DIR=.gpukit bash benchmarks/gpu/run.sh
 #
 # It installs the carried wheels into /tmp/site (PYTHONPATH; the tree itself is the package,
 # nothing is pip-installed from it), then runs benchmarks/gpu/kit.py, which caps every process
@@ -76,4 +76,8 @@ if [ ! -s "$JSON" ]; then  # the driver died before its first write: still leave
     "$rc" "$install_rc" > "$JSON"
 fi
 echo "== gpu kit done in $(( $(date +%s) - START )) s (exit $rc): $JSON" | tee -a "$LOG"
+if [ "$(stat -c %s "$LOG")" -gt 15000000 ]; then  # files come back only up to 16 MB each: keep both ends
+  { head -c 3000000 "$LOG"; printf '\n\n[... log cut to its first 3 MB and last 11 MB ...]\n\n'; tail -c 11000000 "$LOG"; } > "$LOG.cut"
+  mv "$LOG.cut" "$LOG"
+fi
 exit $rc
