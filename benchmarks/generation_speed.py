@@ -19,9 +19,10 @@ import time
 import torch
 
 from selfreward_lite.config import preset_config
-from selfreward_lite.data import first_user_text, load_messages
-from selfreward_lite.judge import build_judge_prompt
-from selfreward_lite.model import generate, load_stack, render_chat
+from selfreward_lite.judging.rubric import build_judge_prompt
+from selfreward_lite.models.generation import generate, render_chat
+from selfreward_lite.models.hf import load_stack
+from selfreward_lite.run.records import first_user_text, load_messages
 
 
 def naive(lm, texts, n, max_new_tokens, temperature, top_p):

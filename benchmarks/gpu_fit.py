@@ -17,9 +17,9 @@ Per architecture it measures, each in a fresh process (Unsloth patches transform
 each figure needs its own peak-memory counter):
 
 - `dpo:L`: peak GPU memory (allocated and reserved by PyTorch) of DPO optimizer steps through
-  `train.train_dpo` at max_length L (default 512, 1024, 2048), micro-batch of the `gpu` preset,
+  `loop.train.train_dpo` at max_length L (default 512, 1024, 2048), micro-batch of the `gpu` preset,
   every sequence exactly L tokens; target for 8B at 1024: reserved <= 20 GiB;
-- `gen:<backend>`: `model.generate` (the pipeline's batched sampler) at the preset's batch size,
+- `gen:<backend>`: `models.generation.generate` (the pipeline's batched sampler) at the preset's batch size,
   N = 4 candidates x 64 prompts x 256 new tokens (min_new_tokens = max_new_tokens, so every path
   does the same work): tokens/s and peak memory, for the fast backend and for the HF backend;
 - `naive`: the same sampling done with one `model.generate` call per sample (what public
@@ -69,7 +69,7 @@ def build_model_dir(arch: str, out: Path) -> None:
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
 
-    from selfreward_lite.model import embedded_model_dir
+    from selfreward_lite.models.embedded import embedded_model_dir
 
     spec = dict(ARCHS[arch])
     kind = spec.pop("kind")
@@ -135,8 +135,8 @@ def make_m1(args, model_dir: Path, out: Path) -> None:
     """A stand-in M1 adapter (random non-zero B), so later steps run on a real stack."""
     import torch
 
-    from selfreward_lite.backend import load_model
-    from selfreward_lite.model import TRAINABLE, save_adapter
+    from selfreward_lite.models.backend import load_model
+    from selfreward_lite.models.adapters import TRAINABLE, save_adapter
 
     lm = load_model(make_config(args, model_dir, "hf"), [], train_new=True)
     torch.manual_seed(1)
@@ -150,8 +150,8 @@ def make_m1(args, model_dir: Path, out: Path) -> None:
 def task_dpo(args, model_dir: Path, m1: Path, length: int, backend: str) -> dict:
     import random
 
-    from selfreward_lite.backend import for_training, load_model
-    from selfreward_lite.train import train_dpo
+    from selfreward_lite.loop.train import train_dpo
+    from selfreward_lite.models.backend import for_training, load_model
 
     cfg = make_config(args, model_dir, backend, max_length=length, dpo_epochs=1.0, dpo_learning_rate=1e-5)
     micro = cfg.train_micro_batch_size  # the preset's micro-batch; one optimizer step per micro-batch here
@@ -176,8 +176,8 @@ def task_dpo(args, model_dir: Path, m1: Path, length: int, backend: str) -> dict
 
 
 def prompts_for(args, tok) -> list[str]:
-    from selfreward_lite.data import first_user_text, load_messages
-    from selfreward_lite.model import render_chat
+    from selfreward_lite.models.generation import render_chat
+    from selfreward_lite.run.records import first_user_text, load_messages
 
     questions = [first_user_text(m) for m in load_messages("bundled", "ift")][: args.prompts]
     return [render_chat(tok, [{"role": "user", "content": q}]) for q in questions]
@@ -186,8 +186,8 @@ def prompts_for(args, tok) -> list[str]:
 def task_gen(args, model_dir: Path, m1: Path, backend: str, naive: bool) -> dict:
     import torch
 
-    from selfreward_lite.backend import for_sampling, load_model
-    from selfreward_lite.model import generate
+    from selfreward_lite.models.backend import for_sampling, load_model
+    from selfreward_lite.models.generation import generate
 
     cfg = make_config(args, model_dir, backend)
     lm = for_sampling(load_model(cfg, [m1], train_new=False))

@@ -1,13 +1,23 @@
-"""The `srlite` command line: each command parses options and calls one library function."""
+"""The `srlite` command line: each command parses options and calls one library function; an error the
+user can fix (`SrliteError`) becomes a message and exit code 2 in one place, `command`."""
 
 from __future__ import annotations
 
+import functools
+import json
+import signal
+import sys
 from pathlib import Path
 from typing import List, Optional
 
 import typer
 
+from . import build_report, create_run, evaluate, export_model, export_pairs, iterate as run_iterate, judge_file, status
 from .errors import SrliteError
+from .report.display import RichUI, eval_tables, judge_file_table, report_tables, status_table
+from .run.interrupts import Interrupted, graceful_stop
+from .tools.chat import chat_loop, load_chat
+from .tools.importers import import_messages, import_oasst
 
 app = typer.Typer(
     help="Self-Rewarding Language Models on one machine: the model writes prompts, answers them, "
@@ -17,6 +27,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,  # never print local variables (tokens, paths) in a crash
     add_completion=False,
 )
+import_app = typer.Typer(help="Convert seed data from the ecosystem's formats into srlite's.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
 
 RUN_DIR = typer.Option(
     Path("srlite-run"), "--run-dir", "-d", envvar="SRLITE_RUN_DIR",
@@ -24,14 +36,44 @@ RUN_DIR = typer.Option(
 )
 
 
-def _fail(error: SrliteError) -> None:
-    from rich.console import Console
+def command(name: str | None = None, *, group: typer.Typer = app, interrupted: str | None = None):
+    """Register a command whose SrliteError becomes "error: <message>" on stderr and exit code 2;
+    with `interrupted`, Ctrl-C prints that and exits 130."""
 
-    Console(stderr=True).print(f"[bold red]error:[/] {error}", markup=True, highlight=False, soft_wrap=True)
-    raise typer.Exit(code=2)
+    def register(fn):
+        @functools.wraps(fn)
+        def run(*args, **kwargs):
+            try:
+                return fn(*args, **kwargs)
+            except SrliteError as e:
+                RichUI(stderr=True).info(f"[bold red]error:[/] {e}", highlight=False, soft_wrap=True)
+                raise typer.Exit(code=2) from None
+            except KeyboardInterrupt:
+                if interrupted is None:
+                    raise
+                RichUI().info(f"[yellow]Interrupted.[/] {interrupted}")
+                raise typer.Exit(code=130) from None
+
+        return group.command(name)(run)
+
+    return register
 
 
-@app.command()
+def parse_overrides(items: list[str]) -> dict:
+    """`--set key=value` options; values parse as JSON when they can (numbers, bools, lists)."""
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise SrliteError(f"--set {item!r}: expected key=value, e.g. --set prompts_per_round=8.")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+@command()
 def init(
     run_dir: Path = RUN_DIR,
     model: str = typer.Option("embedded", "--model", "-m", help="Base model: 'embedded' (bundled SmolLM2-135M-Instruct), a Hugging Face id, or a local folder."),
@@ -42,26 +84,13 @@ def init(
     set_: List[str] = typer.Option([], "--set", help="Override any config field, e.g. --set prompts_per_round=64 (repeatable). See config.json for all fields."),
 ) -> None:
     """Create a run: resolved config.json, validated copies of the seed data, and a manifest."""
-    from .runs import init_run, parse_overrides
-
-    try:
-        overrides = parse_overrides(set_)
-        overrides.setdefault("model", model)
-        for key, value in (("ift_data", ift), ("eft_train_data", eft), ("eft_eval_data", eft_eval)):
-            if value is not None:
-                overrides[key] = str(Path(value).resolve()) if Path(value).exists() else value
-        if preset == "auto":
-            from .model import cuda_available
-
-            preset = "gpu" if cuda_available() else "cpu"
-        run = init_run(run_dir, preset=preset, overrides=overrides)
-    except SrliteError as e:
-        _fail(e)
+    run = create_run(run_dir, preset=preset, model=model, ift=ift, eft=eft, eft_eval=eft_eval,
+                     overrides=parse_overrides(set_))
     typer.echo(f"Initialised {run.dir} (model: {run.cfg.model}, preset: {run.cfg.preset}).")
     typer.echo(f"Edit {run.config_path} if you like, then run: srlite iterate --rounds 3")
 
 
-@app.command()
+@command()
 def iterate(
     rounds: int = typer.Option(3, "--rounds", "-n", min=1, help="Total number of self-rewarding rounds the run should have. Finished rounds and stages are kept, so re-running continues where it stopped."),
     run_dir: Path = RUN_DIR,
@@ -72,14 +101,8 @@ def iterate(
     Ctrl-C or SIGTERM stops at the next safe point (press Ctrl-C twice to stop at once); every
     finished record is kept and the same command continues where it stopped.
     """
-    import signal
-
-    from .display import RichUI
-    from .interrupts import Interrupted, graceful_stop
-    from .pipeline import iterate as run_iterate
-
     ui = RichUI()
-    again = f"srlite iterate --rounds {rounds} --run-dir {run_dir}"
+    again = f"Everything finished is kept; continue with: srlite iterate --rounds {rounds} --run-dir {run_dir}"
 
     def stopping(signum: int) -> None:
         ui.info(f"[yellow]{signal.Signals(signum).name}: stopping at the next safe point[/] (Ctrl-C again stops at once).")
@@ -87,33 +110,22 @@ def iterate(
     try:
         with graceful_stop(stopping):
             run_iterate(run_dir, rounds, ui, force=force)
-    except SrliteError as e:
-        _fail(e)
     except Interrupted as e:
-        ui.info(f"[yellow]Stopped ({e}).[/] Everything finished is kept; continue with: {again}")
+        ui.info(f"[yellow]Stopped ({e}).[/] {again}")
         raise typer.Exit(code=128 + e.signum) from None
     except KeyboardInterrupt:
-        ui.info(f"[yellow]Interrupted.[/] Everything finished is kept; continue with: {again}")
+        ui.info(f"[yellow]Interrupted.[/] {again}")
         raise typer.Exit(code=130) from None
     ui.info(f"[bold green]Done:[/] {rounds} round(s) in {run_dir}. The newest model is M{rounds + 1}.")
 
 
-@app.command()
-def status(run_dir: Path = RUN_DIR) -> None:
+@command("status")
+def status_cmd(run_dir: Path = RUN_DIR) -> None:
     """Show what exists in the run: M1, each round's artifacts and counts."""
-    from .display import status_table
-    from .runs import open_run, run_status
-
-    try:
-        info = run_status(open_run(run_dir))
-    except SrliteError as e:
-        _fail(e)
-    from rich.console import Console
-
-    Console().print(status_table(info))
+    RichUI().info(status_table(status(run_dir)))
 
 
-@app.command()
+@command()
 def chat(
     round_: Optional[int] = typer.Option(None, "--round", "-r", min=0, help="Which model: N for M_N (1 = after SFT, N+1 = after round N, 0 = the bare base model). Default: the newest."),
     prompt: Optional[str] = typer.Option(None, "--prompt", "-p", help="Answer this one message, print the answer and exit (no interactive session)."),
@@ -124,33 +136,27 @@ def chat(
     run_dir: Path = RUN_DIR,
 ) -> None:
     """Talk to M_N with its chat template: multi-turn (/exit or Ctrl-D quits, /reset clears), or one-shot with --prompt."""
-    import sys
-
-    from .chat import chat_loop, load_chat
-
     overrides = dict(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, system=system)
-    try:
+    interactive = sys.stdin.isatty()
+
+    def read_line() -> Optional[str]:
+        try:
+            return input("you> " if interactive else "")
+        except EOFError:
+            return None
+
+    try:  # Ctrl-C ends the session like Ctrl-D
         session, t = load_chat(run_dir, round_, overrides)
         if prompt is not None:
             typer.echo(session.reply(prompt))
             return
-        interactive = sys.stdin.isatty()
         typer.echo(f"Chatting with M{t}. /exit or Ctrl-D quits, /reset starts over.", err=True)
-
-        def read_line() -> Optional[str]:
-            try:
-                return input("you> " if interactive else "")
-            except EOFError:
-                return None
-
         chat_loop(session, read_line, lambda text: typer.echo(f"M{t}> {text}" if interactive else text))
-    except SrliteError as e:
-        _fail(e)
     except KeyboardInterrupt:
         typer.echo("", err=True)
 
 
-@app.command()
+@command()
 def export(
     round_: Optional[int] = typer.Option(None, "--round", "-r", min=1, help="Which model: N for M_N (1 = after SFT); the pairs of round N (made by M_N) with --pairs. Default for the model: the newest."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Folder to write M_N to: merged/ (16-bit Hugging Face model), adapter/ (the stack folded into one LoRA adapter), export.json."),
@@ -162,47 +168,32 @@ def export(
     run_dir: Path = RUN_DIR,
 ) -> None:
     """Export M_N (merged model, folded adapter, optional GGUF) and/or round N's pairs for TRL."""
-    from .export import export_model, export_pairs
-
-    try:
-        if out is None and pairs is None:
-            raise SrliteError("Nothing to export: pass --out DIR (the model) and/or --pairs FILE (round N's pairs).")
-        if pairs is not None:
-            if round_ is None:
-                raise SrliteError("--pairs needs --round N (the round whose pairs to export).")
-            n = export_pairs(run_dir, round_, pairs, force=force)
-            typer.echo(f"Wrote {n} pairs of round {round_} to {pairs} (TRL prompt/chosen/rejected).")
-        if out is not None:
-            typer.echo("Loading and merging the adapter stack ...", err=True)
-            info = export_model(run_dir, round_, out, dtype=dtype, gguf=gguf, llama_cpp=llama_cpp, force=force)
-            typer.echo(f"Exported {info['model']} ({info['dtype']}) to {out}: " + ", ".join(f"{k} -> {v}" for k, v in info["files"].items()))
-            if gguf is None:
-                typer.echo("No GGUF written (add --gguf f16; it needs llama.cpp's convert_hf_to_gguf.py).", err=True)
-    except SrliteError as e:
-        _fail(e)
+    if out is None and pairs is None:
+        raise SrliteError("Nothing to export: pass --out DIR (the model) and/or --pairs FILE (round N's pairs).")
+    if pairs is not None:
+        if round_ is None:
+            raise SrliteError("--pairs needs --round N (the round whose pairs to export).")
+        n = export_pairs(run_dir, round_, pairs, force=force)
+        typer.echo(f"Wrote {n} pairs of round {round_} to {pairs} (TRL prompt/chosen/rejected).")
+    if out is not None:
+        typer.echo("Loading and merging the adapter stack ...", err=True)
+        info = export_model(run_dir, round_, out, dtype=dtype, gguf=gguf, llama_cpp=llama_cpp, force=force)
+        typer.echo(f"Exported {info['model']} ({info['dtype']}) to {out}: " + ", ".join(f"{k} -> {v}" for k, v in info["files"].items()))
+        if gguf is None:
+            typer.echo("No GGUF written (add --gguf f16; it needs llama.cpp's convert_hf_to_gguf.py).", err=True)
 
 
-import_app = typer.Typer(help="Convert seed data from the ecosystem's formats into srlite's.", no_args_is_help=True)
-app.add_typer(import_app, name="import")
-
-
-@import_app.command("messages")
+@command("messages", group=import_app)
 def import_messages_cmd(
     source: str = typer.Argument(..., help="A JSONL file or a Hugging Face dataset id (optionally id:split) with a `messages` column."),
     out: Path = typer.Argument(..., help="JSONL file to write: one validated {\"messages\": [...]} per line."),
     force: bool = typer.Option(False, "--force", help="Replace an existing file."),
 ) -> None:
     """Validate a conversational `messages` dataset and write it as JSONL (for init --ift/--eft/--eft-eval)."""
-    from .importers import import_messages
-
-    try:
-        n = import_messages(source, out, force=force)
-    except SrliteError as e:
-        _fail(e)
-    typer.echo(f"Wrote {n} records to {out}.")
+    typer.echo(f"Wrote {import_messages(source, out, force=force)} records to {out}.")
 
 
-@import_app.command("oasst")
+@command("oasst", group=import_app)
 def import_oasst_cmd(
     source: str = typer.Argument(..., help="Open Assistant messages (oasst1/oasst2 flat layout): a .jsonl(.gz) or .parquet file, or a dataset id."),
     out: Path = typer.Argument(..., help="Folder to write ift.jsonl, eft_pairs.jsonl, eft_ranked.jsonl, import_stats.json."),
@@ -211,17 +202,12 @@ def import_oasst_cmd(
     force: bool = typer.Option(False, "--force", help="Replace an existing non-empty folder."),
 ) -> None:
     """IFT seed (first-turn prompts + rank-0 replies) and EFT evaluation pairs (by human rank) from Open Assistant."""
-    from .importers import import_oasst
-
-    try:
-        stats = import_oasst(source, out, lang=lang, seed=seed, force=force)
-    except SrliteError as e:
-        _fail(e)
+    stats = import_oasst(source, out, lang=lang, seed=seed, force=force)
     typer.echo(f"Wrote {stats['ift records']} IFT records, {stats['eft pairs']} EFT pairs "
                f"({stats['eft ranked groups']} ranked groups) to {out}. Use: srlite init --ift {out / 'ift.jsonl'}")
 
 
-@app.command()
+@command(interrupted="Nothing was written.")
 def judge(
     input_file: Path = typer.Argument(..., help="JSONL: {\"prompt\", \"response\"} per line, or pairs {\"prompt\", \"a\", \"b\", \"label\": \"a\"|\"b\" (optional)}; an \"id\" is optional."),
     round_: Optional[int] = typer.Option(None, "--round", "-r", min=0, help="Judge with M_N (M0 base, M1 after SFT, M_t+1 after round t). Default: the newest model."),
@@ -229,22 +215,11 @@ def judge(
     run_dir: Path = RUN_DIR,
 ) -> None:
     """Score any JSONL of answers (or answer pairs) with one of the run's models and the run's rubric."""
-    from .display import RichUI
-    from .judgefile import judge_file
-    from .report import judge_file_table
-
     ui = RichUI()
-    try:
-        summary = judge_file(run_dir, input_file, round_, out, ui)
-    except SrliteError as e:
-        _fail(e)
-    except KeyboardInterrupt:
-        ui.info("[yellow]Interrupted.[/] Nothing was written.")
-        raise typer.Exit(code=130)
-    ui.info(judge_file_table(summary))
+    ui.info(judge_file_table(judge_file(run_dir, input_file, round_, out, ui)))
 
 
-@app.command(name="eval")
+@command("eval", interrupted="Results finished so far are cached; run the same command again to continue.")
 def eval_(
     round_: Optional[int] = typer.Option(None, "--round", "-r", min=0, help="Evaluate only M_N (and M_N vs M_N-1). Default: every model M1..newest."),
     eft: Optional[Path] = typer.Option(None, "--eft", help="Ranked answers for judge quality: EFT-format JSONL (judge prompt -> judgment ending 'Score: N') or {\"prompt\", \"response\", \"score\"}. Default: the run's held-out EFT split."),
@@ -253,42 +228,22 @@ def eval_(
     run_dir: Path = RUN_DIR,
 ) -> None:
     """Judge quality (pairwise accuracy, exact match, Spearman, Kendall) and win rate of each model; cached."""
-    from .display import RichUI
-    from .evaluate import run_eval
-    from .report import eval_tables
-
     ui = RichUI()
-    try:
-        result = run_eval(run_dir, round_, eft, prompts, judge_, ui)
-    except SrliteError as e:
-        _fail(e)
-    except KeyboardInterrupt:
-        ui.info("[yellow]Interrupted.[/] Results finished so far are cached; run the same command again to continue.")
-        raise typer.Exit(code=130)
-    ui.info(eval_tables(result))
+    ui.info(eval_tables(evaluate(run_dir, round_, eft, prompts, judge_, ui)))
 
 
-@app.command()
+@command()
 def report(
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder for report.md and the PNG plots. Default: <run>/report/."),
     run_dir: Path = RUN_DIR,
 ) -> None:
     """Per-round summary in the terminal, plus report.md with plots. Uses what exists; computes nothing new."""
-    from .display import RichUI
-    from .report import build_report, report_tables
-
     ui = RichUI()
-    try:
-        result = build_report(run_dir, out)
-    except SrliteError as e:
-        _fail(e)
+    result = build_report(run_dir, out)
     ui.info(report_tables(result))
     ui.info(f"Wrote {result['report']} ({len(result['plots'])} plots).")
 
 
-def main() -> None:
+def main() -> None:  # the `srlite` entry point
     app()
 
-
-if __name__ == "__main__":
-    main()

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SrliteError
+from .run.files import write_json
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -81,7 +82,7 @@ class Config:
     checkpoint_steps: int = 10  # save training state every N optimizer steps, so a killed SFT/DPO continues there (0: never)
     # --- tracking ---
     report_to: str = "none"  # log training curves and round metrics: "none", "tensorboard" or "wandb" (under run_dir/logs)
-    # --- evaluation (srlite eval / report; evaluate.py) ---
+    # --- evaluation (srlite eval / report; evaluation/) ---
     eval_each_round: bool = True  # at the end of each round, measure judge quality and the win rate of M_t+1 vs M_t
     eval_questions: int = 2  # EFT eval questions (each with its ranked answers) used for judge quality; 0 = all
     eval_prompts: int = 4  # held-out prompts answered by each model for the win rate; 0 = all
@@ -214,8 +215,6 @@ def config_from_dict(values: dict[str, Any], source: str) -> Config:
 
 
 def save_config(cfg: Config, path: Path) -> None:
-    from .artifacts import write_json
-
     write_json(path, dataclasses.asdict(cfg))
 
 

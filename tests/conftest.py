@@ -1,51 +1,55 @@
-import hashlib
-import os
-import subprocess
-import sys
+"""Shared fixtures and markers. Tests live in unit/ (no model, seconds), integration/ (the real
+embedded model, seconds to minutes) and e2e/ (whole runs through the real CLI in subprocesses);
+shared helpers are in helpers.py."""
+
 from pathlib import Path
 
 import pytest
 
+TESTS = Path(__file__).resolve().parent
+
 
 def pytest_collection_modifyitems(config, items):
-    # Tests that load the real embedded model are integration tests.
+    # Tests that load the real embedded model, and everything under integration/ and e2e/, are integration tests.
     for item in items:
-        if "embedded" in getattr(item, "fixturenames", ()):
+        where = Path(str(item.fspath)).resolve().relative_to(TESTS).parts[0]
+        if "embedded" in getattr(item, "fixturenames", ()) or where in ("integration", "e2e"):
             item.add_marker(pytest.mark.integration)
 
 
 @pytest.fixture(scope="session")
 def embedded():
     """Path of the embedded model (converted once per machine, cached)."""
-    from selfreward_lite.model import embedded_model_dir
+    from selfreward_lite.models.embedded import embedded_model_dir
 
     return embedded_model_dir()
 
 
-def tree_digest(path: Path) -> dict:
-    """sha256 of every file under `path`, by relative name."""
-    path = Path(path)
-    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(path.rglob("*")) if p.is_file()}
+@pytest.fixture
+def fake_unsloth(monkeypatch):
+    """The stand-in `unsloth` package (helpers.FakeFastLanguageModel), for this test only."""
+    from helpers import install_fake_unsloth
+
+    return install_fake_unsloth(monkeypatch)
 
 
-def srlite(*args, env=None, timeout=120, **kw):
-    """Run the real CLI in a subprocess (`python -m selfreward_lite ...`)."""
-    full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "selfreward_lite", *map(str, args)], capture_output=True,
-                          text=True, env=full_env, timeout=timeout, check=False, **kw)
+@pytest.fixture
+def run(tmp_path):
+    """A freshly initialised run (cpu preset), nothing loaded."""
+    from selfreward_lite.run.create import create_run
+
+    return create_run(tmp_path / "run", preset="cpu", overrides={})
 
 
-def random_adapter(cfg, below, out, seed, std=0.05):
-    """A stand-in for a trained adapter on top of `below`: B drawn at random so it changes the model."""
-    import torch
+@pytest.fixture
+def run_with_pairs(run):
+    """A fresh run whose round 1 has pairs (helpers.PAIRS_QA), as the pairs stage writes them."""
+    from helpers import PAIRS_QA
 
-    from selfreward_lite.model import TRAINABLE, load_stack, save_adapter
+    from selfreward_lite.run.files import write_jsonl
 
-    lm = load_stack(cfg, below, train_new=True)
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, p in lm.model.named_parameters():
-            if f"lora_B.{TRAINABLE}." in name:
-                p.normal_(0, std)
-    save_adapter(lm, out, "stand_in.json", {"seed": seed})
+    pairs = [{"id": f"r1-p{i:04d}-pair", "prompt_id": f"r1-p{i:04d}", "prompt": q, "chosen": c, "rejected": r,
+              "chosen_id": "x-c0", "rejected_id": "x-c1", "chosen_score": 4.5, "rejected_score": 1.0}
+             for i, (q, c, r) in enumerate(PAIRS_QA)]
+    write_jsonl(run.round_dir(1) / "pairs.jsonl", pairs)
+    return run

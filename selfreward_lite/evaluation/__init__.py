@@ -1,0 +1,1 @@
+"""Does it work: judge quality, win rate, statistics, and the evaluation runner on top."""

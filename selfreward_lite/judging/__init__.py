@@ -1,0 +1,1 @@
+"""LLM-as-a-Judge: rubrics, score parsing and the judging engine."""

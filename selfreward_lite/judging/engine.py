@@ -1,0 +1,72 @@
+"""LLM-as-a-Judge scoring engine: K sampled judgments per (prompt, response), batched.
+
+One implementation, used by the round's judging stage (loop/stages.judge_candidates), by
+`srlite judge` and by the judge-quality evaluation. A judgment without a valid final
+`Score: N` keeps score None with the parse status saying why; it never becomes a number.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Sequence
+
+from ..models import generation
+from .rubric import MAX_SCORE, build_judge_prompt, parse_score
+
+
+def judge_text(lm, rubric: str, item: dict) -> str:
+    """The rendered judge prompt for one item ({"prompt", "response"})."""
+    content = build_judge_prompt(item["prompt"], item["response"], rubric)
+    return generation.render_chat(lm.tokenizer, [{"role": "user", "content": content}])
+
+
+def parse_judgments(item: dict, group) -> list[dict]:
+    """One record per sampled judgment of `item`:
+    {"item_id", "sample", "text", "score" (int or None), "parse" (status)}."""
+    records = []
+    for k, s in enumerate(group):
+        parsed = parse_score(s.text)
+        records.append({"item_id": item["id"], "sample": k, "text": s.text, "score": parsed.score, "parse": parsed.status})
+    return records
+
+
+def sampling(cfg) -> dict:
+    """The judge's sampling settings, as generation.generate takes them."""
+    return {"temperature": cfg.judge_temperature, "top_p": cfg.judge_top_p, "max_new_tokens": cfg.judge_max_new_tokens}
+
+
+def judge_items(lm, cfg, rubric: str, items: Sequence[dict], *, seed: int,
+                on_batch: Callable[[int], None] | None = None) -> list[dict]:
+    """Judge each item ({"id", "prompt", "response"}) `cfg.judge_samples` times with `rubric`.
+
+    Returns the records of `parse_judgments`, in item order then sample order. All samples of
+    an item share one prefill (generate with n = judge_samples). (The round's judging stage
+    uses the same pieces, batch by batch, so that it can resume; see loop/stages.py.)
+    """
+    texts = [judge_text(lm, rubric, it) for it in items]
+    samples = generation.generate(lm, texts, cfg.judge_samples, batch_size=cfg.gen_batch_size, seed=seed,
+                                  on_batch=on_batch, **sampling(cfg))
+    return [r for it, group in zip(items, samples) for r in parse_judgments(it, group)]
+
+
+def scores_by_item(records: Sequence[dict]) -> dict[str, list[int | None]]:
+    """item id -> its judgments' scores (None for unparsed), in sample order."""
+    out: dict[str, list[int | None]] = {}
+    for r in records:
+        out.setdefault(r["item_id"], []).append(r["score"])
+    return out
+
+
+def judgment_summary(records: Sequence[dict]) -> dict:
+    """How a set of judgments went: counts, parse rate (None for no judgments), why the unparsed
+    ones failed, the histogram of parsed scores 0..5 and their mean. The round summary, judge
+    quality and `srlite judge` all report these."""
+    parsed = [r["score"] for r in records if r["score"] is not None]
+    return {
+        "judgments": len(records),
+        "parsed": len(parsed),
+        "parse_rate": len(parsed) / len(records) if records else None,
+        "unparsed": dict(Counter(r["parse"] for r in records if r["score"] is None)),
+        "histogram": {str(s): parsed.count(s) for s in range(MAX_SCORE + 1)},
+        "mean_score": sum(parsed) / len(parsed) if parsed else None,
+    }

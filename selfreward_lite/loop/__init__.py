@@ -1,0 +1,1 @@
+"""The self-rewarding loop: the pipeline and its stages, self-instruction, pairs, training."""

@@ -1,0 +1,171 @@
+"""The terminal (rich): progress bars for long stages, and every table the commands print.
+
+`RichUI` is the UI the CLI hands to the library (see ui.py for the interface); the table rows
+come from tables.py, shared with report.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+from ..ui import QuietUI
+from .tables import fmt, judge_quality_rows, reasons, rounds_rows, win_rate_rows
+
+
+class RichUI(QuietUI):
+    def __init__(self, console=None, stderr: bool = False):
+        from rich.console import Console
+
+        self.console = console or Console(stderr=stderr)
+
+    def info(self, message, **options) -> None:
+        self.console.print(message, **options)
+
+    def stage(self, name: str) -> None:
+        self.console.print(f"[bold cyan]▶[/] {name}")
+
+    def skipped(self, name: str) -> None:
+        self.console.print(f"[green]✓[/] {name} [dim](done earlier, kept)[/]")
+
+    @contextlib.contextmanager
+    def progress(self, description: str, total: int | None):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+        with Progress(
+            TextColumn("  {task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=False,
+        ) as bar:
+            task = bar.add_task(description, total=total)
+
+            def advance(n: int = 1, total: int | None = None) -> None:
+                if total is not None:
+                    bar.update(task, total=total)
+                bar.advance(task, n)
+
+            yield advance
+
+    def round_done(self, t: int, metrics: dict, evaluation: dict | None) -> None:
+        self.console.print(round_table(f"Round {t}: M{t} -> M{t + 1}", metrics))
+        if evaluation is not None:
+            self.console.print(round_eval_tables(evaluation))
+
+
+def rich_table(title: str, header: list[str], rows: list[list[str]]):
+    from rich.table import Table
+
+    t = Table(title=title)
+    for i, col in enumerate(header):
+        t.add_column(col, no_wrap=i == 0)
+    for row in rows:
+        t.add_row(*row)
+    return t
+
+
+def judge_quality_table(quality: dict):
+    """`quality`: model name -> judge-quality result (or None)."""
+    return rich_table("Judge quality on held-out ranked answers (model ties count as wrong)", *judge_quality_rows(quality))
+
+
+def win_rate_table(rates: list[dict]):
+    return rich_table("Instruction following: newer vs older model, both answer orders", *win_rate_rows(rates))
+
+
+def round_table(title: str, m: dict):
+    """The end-of-round summary: what was made, kept, dropped, and how training went."""
+    from rich.table import Table
+
+    t = Table(title=title, show_header=True, header_style="bold")
+    t.add_column("stage")
+    t.add_column("figure")
+    t.add_column("value", overflow="fold")
+    p, c, j, pr, d = m["prompts"], m["candidates"], m["judgments"], m["pairs"], m["dpo"]
+    t.add_row("prompts", "made / kept", f"{p['generated']} / {p['kept']}")
+    t.add_row("", "dropped", reasons(p["dropped"]))
+    t.add_row("candidates", "total (cut at token budget)", f"{c['total']} ({c['truncated']})")
+    t.add_row("", "mean response length", f"{c['mean_chars']:.0f} chars")
+    t.add_row("judging", "judgments / parsed", f"{j['total']} / {j['parsed']}")
+    t.add_row("", "parse rate", fmt(j["parse_rate"], pct=True))
+    t.add_row("", "unparsed because", reasons(j["unparsed"]))
+    hist = j["histogram"]
+    t.add_row("", "score histogram 0..5", "  ".join(f"{s}:{hist.get(str(s), 0)}" for s in range(6)))
+    t.add_row("", "mean score", fmt(j["mean_score"]))
+    t.add_row("pairs", "kept", str(pr["kept"]))
+    t.add_row("", "dropped", reasons(pr["dropped"]))
+    t.add_row("DPO", "steps", fmt(d["steps"]))
+    t.add_row("", "loss first → last", f"{fmt(d['first_loss'])} → {fmt(d['last_loss'])}")
+    t.add_row("", "reward margin / accuracy", f"{fmt(d['reward_margin'])} / {fmt(d['reward_accuracy'])}")
+    return t
+
+
+def round_eval_tables(ev: dict):
+    """The end-of-round evaluation (roundN/eval.json) as two tables."""
+    from rich.console import Group
+
+    return Group(judge_quality_table(ev["judge_quality"]), win_rate_table([ev["win_rate"]]))
+
+
+def eval_tables(result: dict):
+    """`srlite eval`'s result as tables."""
+    from rich.console import Group
+
+    parts = [judge_quality_table({q["model"]: q for q in result["judge_quality"]})]
+    if result["win_rates"]:
+        parts.append(win_rate_table(result["win_rates"]))
+    return Group(*parts)
+
+
+def report_tables(data: dict):
+    """`srlite report`'s terminal view: the rounds, judge quality, win rates."""
+    from rich.console import Group
+
+    title = f"{data['run_dir']}  (model: {data['model']}, preset: {data['preset']})"
+    parts = [rich_table(title, *rounds_rows(data["rounds"])),
+             judge_quality_table({f"M{n}": q for n, q in data["judge_quality"].items()})]
+    rates = [r["win_rate"] for r in data["rounds"] if r["win_rate"]]
+    if rates:
+        parts.append(win_rate_table(rates))
+    return Group(*parts)
+
+
+def judge_file_table(summary: dict):
+    """`srlite judge`'s summary."""
+    from rich.table import Table
+
+    t = Table(title=f"{summary['input']} judged by {summary['model']} ({summary['judge_samples']} samples each)")
+    t.add_column("figure")
+    t.add_column("value")
+    t.add_row("records", f"{summary['records']} ({summary['kind']})")
+    t.add_row("judgments / parsed", f"{summary['judgments']} / {summary['parsed']}")
+    t.add_row("parse rate", fmt(summary["parse_rate"], pct=True))
+    t.add_row("unparsed because", reasons(summary["unparsed"]))
+    t.add_row("score histogram 0..5", "  ".join(f"{s}:{summary['histogram'][str(s)]}" for s in range(6)))
+    t.add_row("mean score", fmt(summary["mean_score"]))
+    if summary["kind"] == "pairs":
+        t.add_row("labelled pairs: correct / ties / unscored",
+                  f"{summary['pairs_correct']} / {summary['pairs_tied']} / {summary['pairs_unscored']} of {summary['pairs_labelled']}")
+        t.add_row("pairwise accuracy (ties count as wrong)", fmt(summary["pairwise_accuracy"], pct=True))
+    t.add_row("written to", summary["out_dir"])
+    return t
+
+
+def status_table(info: dict):
+    from rich.table import Table
+
+    t = Table(title=f"{info['run_dir']}  (model: {info['model']}, preset: {info['preset']})")
+    for col in ("model", "prompts", "candidates", "judgments", "pairs", "adapter", "state"):
+        t.add_column(col)
+    t.add_row("M1 (SFT)", "", "", "", "", "✓" if info["m1"] else "–",
+              "done" if info["m1"] else "in progress" if info.get("m1_started") else "not started")
+    for r in info["rounds"]:
+        t.add_row(
+            f"round {r['round']}: M{r['round']} → M{r['round'] + 1}",
+            *(fmt(r[k]) for k in ("prompts", "candidates", "judgments", "pairs")),
+            "✓" if r["adapter"] else "–",
+            "done" if r["complete"] else "in progress",
+        )
+    return t

@@ -1,0 +1,1 @@
+"""Commands around the loop: chat, export, import, judge a file."""

@@ -1,0 +1,181 @@
+"""The stages of a round with a fake model: journaled stages resume to the uninterrupted result,
+out-of-memory back-off keeps every record, a training stage restarts from a fresh adapter, and the
+judging stage goes through the judging engine with its output format unchanged."""
+
+import json
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from selfreward_lite.config import preset_config
+from selfreward_lite.run import seeds
+from selfreward_lite.run.create import create_run
+from selfreward_lite.run.files import read_json, write_json, write_jsonl
+from selfreward_lite.run.rundir import Run
+
+
+def test_training_stage_restarts_from_fresh_adapter_after_oom(run, monkeypatch):
+    """Simulated OOM in DPO: the adapter is reset to B = 0 and training retried at half micro-batch."""
+    from selfreward_lite.loop import stages
+
+    calls = []
+
+    class FakeLM:
+        pass
+
+    def fake_train(cfg, lm, pairs, on_step=None, checkpoint_dir=None, log_dir=None):
+        calls.append(cfg.train_micro_batch_size)
+        if cfg.train_micro_batch_size > 1:
+            raise torch.cuda.OutOfMemoryError("out of memory")
+        return {"steps": 1}
+
+    resets = []
+    monkeypatch.setattr("selfreward_lite.loop.train.train_dpo", fake_train)
+    monkeypatch.setattr("selfreward_lite.models.adapters.reset_trainable", lambda lm, seed: resets.append(lm))
+    monkeypatch.setattr("selfreward_lite.models.adapters.save_adapter", lambda lm, out, name, meta: write_json(out / name, meta))
+    pairs = run.round_dir(1) / "pairs.jsonl"
+    pairs.parent.mkdir(parents=True)
+    pairs.write_text(json.dumps({"id": "x", "prompt": "q", "chosen": "a", "rejected": "b"}) + "\n")
+    stages.train_round_adapter(run, 1, FakeLM(), pairs, run.round_dir(1) / "adapter")
+    assert calls == [4, 2, 1] and len(resets) == 2
+    assert read_json(run.manifest_path)["batch_sizes"]["training"] == 1
+
+
+# --- journaled stages, with a fake model ----------------------------------------------------
+
+class Crash(Exception):
+    pass
+
+
+def fake_generate_factory(crash_after=None):
+    """Deterministic stand-in for model.generate: output depends on the text, sample index and seed."""
+    import hashlib
+
+    from selfreward_lite.models.generation import Sample
+
+    calls = []
+
+    def generate(lm, texts, n, *, seed, batch_size, stop_strings=None, **kw):
+        if crash_after is not None and len(calls) >= crash_after:
+            raise Crash
+        calls.append(len(texts))
+        out = []
+        for t in texts:
+            group = []
+            for k in range(n):
+                h = hashlib.sha256(f"{t}|{k}|{seed}".encode()).hexdigest()
+                words = " ".join(f"w{h[i:i + 3]}" for i in range(0, 18, 3))
+                text = f"Explain the idea of {words} in simple words?\nTask" if stop_strings else f"{words}. Score: {int(h, 16) % 6}"
+                group.append(Sample(text, True, 7))
+            out.append(group)
+        return out
+
+    return generate, calls
+
+
+class FakeTok:
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
+        return "".join(f"<{m['role']}>{m['content']}" for m in messages)
+
+
+class FakeLM:
+    tokenizer = FakeTok()
+
+
+@pytest.mark.parametrize("crash_after", [1, 2, 3])
+def test_journaled_stages_resume_to_the_uninterrupted_result(tmp_path, monkeypatch, crash_after):
+    from selfreward_lite.loop import stages
+
+    def make_run(name):
+        return create_run(tmp_path / name, preset="cpu", overrides={
+            "prompts_per_round": 6, "gen_batch_size": 4, "n_candidates": 2, "judge_samples": 2})
+
+    def all_stages(run, generate):
+        monkeypatch.setattr("selfreward_lite.models.generation.generate", generate)
+        rd = run.round_dir(1)
+        for fn, out in ((lambda o: stages.create_prompts(run, 1, FakeLM(), o), rd / "prompts.jsonl"),
+                        (lambda o: stages.sample_candidates(run, 1, FakeLM(), rd / "prompts.jsonl", o), rd / "candidates.jsonl"),
+                        (lambda o: stages.judge_candidates(run, 1, FakeLM(), rd / "candidates.jsonl", o), rd / "judgments.jsonl")):
+            if not out.exists():
+                fn(out)
+
+    ref = make_run("ref")
+    all_stages(ref, fake_generate_factory()[0])
+    run = make_run("run")
+    crashes = 0
+    while True:  # crash after `crash_after` generate calls, again and again, until done
+        try:
+            all_stages(run, fake_generate_factory(crash_after)[0])
+            break
+        except Crash:
+            crashes += 1
+            # a kill can also tear the line being written
+            for p in run.round_dir(1).glob("*.partial"):
+                with open(p, "a") as f:
+                    f.write('{"id": "torn')
+    assert crashes >= 3
+    for name in ("prompts.jsonl", "candidates.jsonl", "judgments.jsonl", "prompts_stats.json"):
+        assert (run.round_dir(1) / name).read_text() == (ref.round_dir(1) / name).read_text(), name
+    assert not list(run.round_dir(1).glob("*.partial"))
+    assert len((run.round_dir(1) / "judgments.jsonl").read_text().splitlines()) == 6 * 2 * 2
+
+
+def test_generation_oom_halves_batch_and_keeps_every_record(tmp_path, monkeypatch):
+    from selfreward_lite.loop import stages
+
+    run = create_run(tmp_path / "run", preset="cpu", overrides={
+        "prompts_per_round": 4, "gen_batch_size": 8, "n_candidates": 2, "judge_samples": 2})
+    inner, _ = fake_generate_factory()
+    sizes = []
+
+    def tight_memory(lm, texts, n, *, batch_size, **kw):
+        sizes.append(batch_size)
+        if batch_size > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.50 GiB")
+        return inner(lm, texts, n, batch_size=batch_size, **kw)
+
+    monkeypatch.setattr("selfreward_lite.models.generation.generate", tight_memory)
+    rd = run.round_dir(1)
+    stages.create_prompts(run, 1, FakeLM(), rd / "prompts.jsonl")
+    stages.sample_candidates(run, 1, FakeLM(), rd / "prompts.jsonl", rd / "candidates.jsonl")
+    assert sizes[:3] == [8, 4, 2] and set(sizes[3:]) == {2}  # halved once, then reused
+    assert read_json(run.manifest_path)["batch_sizes"] == {"generation": 2}
+    cands = [json.loads(line) for line in (rd / "candidates.jsonl").read_text().splitlines()]
+    assert len(cands) == 4 * 2 and len({c["id"] for c in cands}) == 8
+
+
+# --- the judging stage goes through the one engine, with its output format unchanged --------------
+
+def test_judge_candidates_uses_the_engine_pieces_and_keeps_its_format(tmp_path, monkeypatch):
+    import selfreward_lite.models.generation as model_mod
+    from selfreward_lite.models.generation import Sample
+    from selfreward_lite.run.rundir import Run
+    from selfreward_lite.loop.stages import judge_candidates
+    from selfreward_lite.run import seeds
+
+    calls = []
+
+    def fake_generate(lm, texts, n, **kw):
+        calls.append((list(texts), n, kw))
+        replies = ["Fine. Score: 4", "Hmm.", "Score: 9", "Score: 2"]
+        return [[Sample(replies[(i * n + k) % 4], True, 3) for k in range(n)] for i in range(len(texts))]
+
+    monkeypatch.setattr(model_mod, "generate", fake_generate)
+    monkeypatch.setattr(model_mod, "render_chat", lambda tok, msgs: "<chat>" + msgs[0]["content"])
+    run = Run(tmp_path, preset_config("cpu", judge_samples=2))
+    cands = [{"id": f"r1-p0000-c{k}", "prompt_id": "r1-p0000", "prompt": "Name a fruit.", "response": r}
+             for k, r in enumerate(["Apple.", "Car."])]
+    write_jsonl(tmp_path / "candidates.jsonl", cands)
+    judge_candidates(run, 1, SimpleNamespace(tokenizer=None), tmp_path / "candidates.jsonl", tmp_path / "judgments.jsonl")
+
+    [(texts, n, kw)] = calls
+    assert n == 2 and kw["seed"] == seeds.stage(run.cfg.seed, 1, seeds.JUDGING) * 1000 and kw["max_new_tokens"] == run.cfg.judge_max_new_tokens
+    assert "Name a fruit." in texts[0] and "<response>Apple.</response>" in texts[0]
+    rows = [json.loads(line) for line in (tmp_path / "judgments.jsonl").read_text().splitlines()]
+    assert rows == [
+        {"id": "r1-p0000-c0-j0", "candidate_id": "r1-p0000-c0", "prompt_id": "r1-p0000", "text": "Fine. Score: 4", "score": 4, "parse": "ok"},
+        {"id": "r1-p0000-c0-j1", "candidate_id": "r1-p0000-c0", "prompt_id": "r1-p0000", "text": "Hmm.", "score": None, "parse": "no score"},
+        {"id": "r1-p0000-c1-j0", "candidate_id": "r1-p0000-c1", "prompt_id": "r1-p0000", "text": "Score: 9", "score": None, "parse": "out of range"},
+        {"id": "r1-p0000-c1-j1", "candidate_id": "r1-p0000-c1", "prompt_id": "r1-p0000", "text": "Score: 2", "score": 2, "parse": "ok"},
+    ]
