@@ -1,9 +1,9 @@
 """The one module of the GPU kit that reaches into srlite's internals and benchmarks/gpu_fit.py.
 
-Everything else in the kit drives srlite through its command line. The package is being
-split into subpackages (issue 9: models/, loop/, judging/, run/, ...): `_WHERE` lists, for each
-name the kit needs, the modules to take it from, the new layout first; re-pointing the kit
-after a move means editing that table only. Heavy imports happen inside functions.
+Everything else in the kit drives srlite through its command line. `_WHERE` names, for each
+srlite function the kit needs, the module it lives in (the subpackage layout of issue 9:
+models/, run/, judging/, ...); re-pointing the kit after a move means editing that table only.
+Heavy imports happen inside functions.
 """
 
 from __future__ import annotations
@@ -17,34 +17,32 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 _WHERE = {
-    "preset_config": ["selfreward_lite.config"],
-    "embedded_model_dir": ["selfreward_lite.models.hf", "selfreward_lite.model"],
-    "generate": ["selfreward_lite.models.hf", "selfreward_lite.model"],
-    "render_chat": ["selfreward_lite.models.hf", "selfreward_lite.model"],
-    "load_model": ["selfreward_lite.models.backend", "selfreward_lite.backend"],
-    "for_sampling": ["selfreward_lite.models.backend", "selfreward_lite.backend"],
-    "prepare": ["selfreward_lite.models.backend", "selfreward_lite.backend"],
-    "bundled_path": ["selfreward_lite.run.records", "selfreward_lite.data"],
-    "first_user_text": ["selfreward_lite.run.records", "selfreward_lite.data"],
-    "load_messages": ["selfreward_lite.run.records", "selfreward_lite.data"],
-    "judge_text": ["selfreward_lite.judging.engine", "selfreward_lite.scoring"],
-    "load_rubric": ["selfreward_lite.judging.rubric", "selfreward_lite.judge"],
+    "preset_config": "selfreward_lite.config",
+    "embedded_model_dir": "selfreward_lite.models.embedded",
+    "generate": "selfreward_lite.models.generation",
+    "render_chat": "selfreward_lite.models.generation",
+    "load_model": "selfreward_lite.models.backend",
+    "for_sampling": "selfreward_lite.models.backend",
+    "prepare": "selfreward_lite.models.backend",
+    "bundled_path": "selfreward_lite.run.records",
+    "first_user_text": "selfreward_lite.run.records",
+    "load_messages": "selfreward_lite.run.records",
+    "judge_text": "selfreward_lite.judging.engine",
+    "load_rubric": "selfreward_lite.judging.rubric",
 }
 
 
 def srlite(name: str):
-    """`name` from the first module in `_WHERE[name]` that exists."""
-    tried = []
-    for module in _WHERE[name]:
-        try:
-            return getattr(importlib.import_module(module), name)
-        except ModuleNotFoundError as e:  # only "this layout has no such module" falls through
-            if not (e.name and (module == e.name or module.startswith(e.name + "."))):
-                raise
-            tried.append(module)
-        except AttributeError:
-            tried.append(f"{module}.{name}")
-    raise ImportError(f"selfreward_lite has no {name!r} in any of {tried}; update _WHERE in {__file__}")
+    """srlite's `name`, from its module in `_WHERE`; says where to fix the table if it moved."""
+    module = _WHERE[name]
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ModuleNotFoundError as e:
+        if e.name and (module == e.name or module.startswith(e.name + ".")):  # the module itself is gone
+            raise ImportError(f"selfreward_lite has no module {module} (for {name!r}); update _WHERE in {__file__}") from e
+        raise
+    except AttributeError:
+        raise ImportError(f"{module} has no {name!r}; update _WHERE in {__file__}") from None
 
 
 def gpu_fit():
