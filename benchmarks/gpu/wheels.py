@@ -19,6 +19,13 @@ unsloth_zoo 2026.10.9 source and METADATA, Nov 2026):
   unsloth's studio/ and CLI, or inside try/except for features we do not use.
 - msgspec: only unsloth_zoo/vllm_lora_request.py (vLLM); hf_transfer: only find_spec() for
   downloads, and the machine is offline.
+Every third-party module that `import unsloth` (its GPU path, _gpu_init.py), unsloth_zoo, trl,
+datasets and bitsandbytes import outside try/except was listed from their source (a static walk
+of module-level imports, Nov 2026): PIL, accelerate, filelock, fsspec, httpx, huggingface_hub,
+jinja2, numpy, packaging, pandas, peft, psutil, pyarrow, regex, requests, torch, tqdm,
+transformers, triton, typing_extensions, xxhash, yaml. All are on the GPU machine (its package
+list) or carried here; xformers, torchao, vllm, flash_attn, fbgemm_gpu, openai, pydantic are
+imported only inside try/except, mlx only on Apple silicon.
 Repacking: bitsandbytes keeps only libbitsandbytes_cuda130.so (torch there is cu130) and the
 CPU library; unsloth drops studio/ (its web app, 82 MB unpacked) and unsloth_cli/ (the
 `unsloth` console command), neither imported by `import unsloth` or FastLanguageModel; the
@@ -72,6 +79,9 @@ PINNED: list[tuple[str, str, Rule | None]] = [
      Rule(drop=["studio/*", "unsloth_cli/*"],
           edits={"*.dist-info/entry_points.txt": _drop_console_script, "*.dist-info/top_level.txt": _drop_top_level})),
     ("unsloth_zoo==2026.10.9", "imported by unsloth", None),
+    ("fsspec==2026.2.0", "datasets 4.8.5 declares fsspec<=2026.2.0; the machine's own (newer, unknown) is shadowed "
+     "by the version srlite's CPU tests run with", None),
+    ("peft==0.21.2", "the version srlite is tested with (adapter stacking, cat folding); the machine's is unknown", None),
     ("cut_cross_entropy==25.1.1", "unsloth_zoo's fused loss (decides HAS_CUT_CROSS_ENTROPY at import)", None),
 ]
 
@@ -186,8 +196,8 @@ def check(wheel: Path) -> list[str]:
 PIP_TARGET = ["-m", "pip", "install", "-q", "--no-index", "--no-deps", "--no-compile", "--no-cache-dir", "--upgrade", "--target"]
 
 # What can be imported without torch (then with torch, if the Python has one).
-IMPORTS_NO_TORCH = ["dill", "multiprocess", "datasets"]
-IMPORTS_TORCH = ["bitsandbytes", "trl", "cut_cross_entropy", "unsloth"]  # unsloth_zoo: only through unsloth
+IMPORTS_NO_TORCH = ["dill", "multiprocess", "fsspec", "datasets"]
+IMPORTS_TORCH = ["bitsandbytes", "peft", "trl", "cut_cross_entropy", "unsloth"]  # unsloth_zoo: only through unsloth
 
 
 def verify(wheels: Path, python: str) -> dict:
