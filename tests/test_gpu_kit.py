@@ -107,6 +107,99 @@ def test_smoke_unsloth_parts_say_why_not(smoke_report):
         assert parts[name]["status"] == "skipped" and parts[name]["error"].startswith("skipped:")
 
 
+def test_a_part_that_cannot_finish_before_the_deadline_is_not_started(tmp_path):
+    """No time left: nothing starts, every part says so (no model is built, no process started)."""
+    out = tmp_path / "kit.json"
+    r = subprocess.run([sys.executable, str(GPU / "kit.py"), "--smoke", "--budget-s", "0", "--out", str(out),
+                        "--work", str(tmp_path / "work")], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert list(report["parts"]) == PARTS
+    for name, part in report["parts"].items():
+        assert part["status"] == "not run" and part["error"].startswith("not run: time budget"), (name, part)
+    assert report["summary"]["not_run"] == sorted(PARTS)
+
+
+def test_worker_runs_what_fits_keeps_the_reserve_and_skips_tasks_of_a_model_that_did_not_load(tmp_path, monkeypatch):
+    """The worker's scheduling, in process, with the measurements stubbed out (the GPU decides their times)."""
+    import time
+
+    import internals
+    import kit
+
+    calls = []
+    real = internals.srlite
+    monkeypatch.setattr(internals, "srlite", lambda name: (lambda *a, **k: None) if name == "prepare" else real(name))
+
+    def load(model, checkpoint, backend, smoke):
+        if model["arch"] == "1b":
+            raise OSError("no such folder")
+        return "lm", "cfg"
+
+    monkeypatch.setattr(internals, "load", load)
+    monkeypatch.setattr(internals, "suppress_eos", lambda lm, cal: None)
+    monkeypatch.setattr(internals, "judge_batch", lambda lm, cfg, **k: calls.append("judge") or {"peak_reserved_gib": 1.0})
+    monkeypatch.setattr(internals, "speed", lambda lm, cfg, naive, **k: calls.append(f"speed naive={naive}") or {})
+    monkeypatch.setattr(internals, "dpo", lambda lm, cfg, length, steps: calls.append(f"dpo {length}") or {"steps": steps})
+
+    def task(name, kind, arch, est, reserve_s=0.0):
+        return {"name": name, "part": "p", "kind": kind, "arch": arch, "est": est, "reserve_s": reserve_s, "cap_s": 60,
+                "load_est": 2.0, "load_cap_s": 60}
+
+    spec = {"backend": "hf", "smoke": True, "checkpoint": "4bit", "deadline": time.time() + 100, "start_cap_s": 60,
+            "progress": str(tmp_path / "progress.json"),
+            "models": {"8b": {"arch": "8b", "cal": {}}, "1b": {"arch": "1b", "cal": {}}},
+            "sizes": {"speed": {}, "judge_gen": {}, "dpo_steps": 2},
+            "tasks": [task("judge_batch", "judge_batch", "8b", 10), task("8b_batched", "batched", "8b", 10, reserve_s=95),
+                      task("dpo_1024", "dpo", "8b", 10), task("1b_batched", "batched", "1b", 5),
+                      task("1b_naive", "naive", "1b", 5)]}
+    kit.worker_tasks(spec, tmp_path / "result.json")
+    res = json.loads((tmp_path / "result.json").read_text())
+    assert calls == ["judge", "dpo 1024"]  # one load of the 8B for both
+    assert list(res["loads"]) == ["8b"]
+    t = res["tasks"]
+    assert t["judge_batch"]["status"] == "ok" and t["dpo_1024"]["steps"] == 2
+    assert t["8b_batched"]["status"] == "not run" and "keeping 95 s for a round" in t["8b_batched"]["error"]
+    assert t["1b_batched"]["status"] == "error" and "no such folder" in t["1b_batched"]["error"]
+    assert t["1b_naive"]["status"] == "skipped" and "did not load" in t["1b_naive"]["error"]
+    assert json.loads((tmp_path / "progress.json").read_text())["task"] is None
+
+
+def test_driver_after_a_killed_task_skips_its_model_and_reruns_the_other_models_tasks(tmp_path):
+    """The driver's side of a worker killed for overrunning a task (the GPU profile, fake processes)."""
+    import kit
+
+    k = kit.Kit(kit.parse(["--out", str(tmp_path / "kit.json"), "--work", str(tmp_path / "w"), "--budget-s", "1000"]))
+    k.models = {a: {"4bit": "x", "bf16": "x", "m1": "x", "cal": {}} for a in ("8b", "1b")}
+    runs = []
+
+    def spawn(label, argv, timeout, own_log=False, watch=None, **env):
+        spec = json.loads(Path(argv[argv.index("--spec") + 1]).read_text())
+        result = Path(argv[argv.index("--result") + 1])
+        runs.append([t["name"] for t in spec["tasks"]])
+        if len(runs) == 1:  # the first worker: judge_batch done, then killed inside 8b_batched
+            result.write_text(json.dumps({"tasks": {"judge_batch": {"status": "ok", "peak_reserved_gib": 9.0}}}))
+            Path(spec["progress"]).write_text(json.dumps({"task": "8b_batched", "started": 0, "cap_s": 1}))
+            return {"rc": -9, "timed_out": True, "killed": "task 8b_batched ran past its 42 s limit", "seconds": 50,
+                    "tail": ""}
+        result.write_text(json.dumps({"tasks": {t["name"]: {"status": "ok", "tokens_per_s": 100.0 if "batched" in t["name"]
+                                                            else 5.0} for t in spec["tasks"]}}))
+        Path(spec["progress"]).write_text(json.dumps({"task": None}))
+        return {"rc": 0, "timed_out": False, "killed": None, "seconds": 5, "tail": ""}
+
+    k.spawn = spawn
+    k.step_hf(160)
+    assert runs[0] == ["judge_batch", "8b_batched", "8b_naive", "dpo_1024", "1b_batched", "1b_naive"]
+    assert k.tasks["speed_hf"]["8b_batched"]["error"].startswith("task 8b_batched ran past its 42 s limit")
+    assert k.tasks["speed_hf"]["8b_naive"]["status"] == k.tasks["memory_8b"]["dpo_1024"]["status"] == "skipped"
+    k.step_leftovers("hf", 100)
+    assert runs[1] == ["1b_batched", "1b_naive"]
+    k.assemble()
+    speed = k.report["parts"]["speed_hf"]
+    assert speed["status"] == "error" and speed["ratios"]["1b_batched_over_naive"]["ratio"] == 20.0
+    assert k.report["parts"]["memory_8b"]["tasks"]["judge_batch"]["within_target"] is True
+
+
 # --- the wheels ---------------------------------------------------------------------------
 
 def _synthetic_wheel(folder: Path) -> Path:

@@ -185,12 +185,14 @@ def finish_rate(model: dict, smoke: bool, prompts: int, max_new_tokens: int) -> 
             "median_tokens": lengths[len(lengths) // 2], "mean_tokens": round(sum(lengths) / len(lengths), 1)}
 
 
-def judge_batch(lm, cfg, *, response_tokens: int | None = None, judge_tokens: int | None = None) -> dict:
+def judge_batch(lm, cfg, *, response_tokens: int | None = None, judge_tokens: int | None = None,
+                items: int | None = None) -> dict:
     """Peak memory and speed of one judging batch at the preset's gen_batch_size: the preset's
     rubric around a question and an answer of `response_tokens` (default: the preset's
     response_max_new_tokens), `judge_samples` judgments of `judge_tokens` (default:
     judge_max_new_tokens) each, every one run to full length (`suppress_eos`). The longest prompts
-    a round generates from, so the generation memory that must fit."""
+    a round generates from, so the generation memory that must fit. (`items`: fewer prompts than a
+    full batch, for the CPU smoke run.)"""
     fit = gpu_fit()
     response_tokens = response_tokens or cfg.response_max_new_tokens
     judge_tokens = judge_tokens or cfg.judge_max_new_tokens
@@ -198,7 +200,7 @@ def judge_batch(lm, cfg, *, response_tokens: int | None = None, judge_tokens: in
     tok = lm.tokenizer
     rubric = srlite("load_rubric")(cfg.rubric)
     n = cfg.judge_samples
-    items = max(1, cfg.gen_batch_size // n)  # one full batch: gen_batch_size // n prompts x n samples
+    items = items or max(1, cfg.gen_batch_size // n)  # one full batch: gen_batch_size // n prompts x n samples
     rng = random.Random(0)
     vocab = _ordinary_ids(tok)
     questions = _questions()

@@ -59,7 +59,7 @@ Estimates (H100 80 GB, from first principles; each process is capped at 24 GiB):
 | round_hf (init, iterate) | init ~3; iterate: imports ~10, M0 load ~3, SFT 1 step ~6, M1 load ~3, prompts + candidates (16 + 32 sequences x 64 steps at ~20 ms) ~5, DPO ~6, saves ~2 | 45 | 30 | 130 |
 | unsloth worker: speed_unsloth + memory_8b_unsloth | import unsloth + its patches ~20, first load's code generation + Triton JIT ~20; 1B load + speed ~10; 8B load ~12 + speed ~8; judging batch ~12 and DPO ~12 (only if round_unsloth keeps its time) | 100 | 45 | 200 |
 | round_unsloth (init, iterate) | round_hf + the unsloth import (its caches now warm) | 65 | 40 | 150 |
-| leftovers | what a reserve or a crash left out, if time remains | 0 | 20 | rest |
+| leftovers_hf, leftovers_unsloth | what a reserve or a crash left out, after the round it made room for, if time remains | 0 | 20 | 150 |
 | total | | ~345 of 480 | | |
 
 Every process is capped at --cap-gib (24) of GPU memory: the workers through gpu_fit, and the
@@ -137,7 +137,8 @@ GPU = Profile(
                    seed=0),
     seed_records=8,
     steps=dict(build=Step(60, 40, 150), hf=Step(65, 30, 160), round_hf=Step(45, 30, 130),
-               unsloth=Step(100, 45, 200), round_unsloth=Step(65, 40, 150), leftovers=Step(30, 20, 150)),
+               unsloth=Step(100, 45, 200), round_unsloth=Step(65, 40, 150), leftovers_hf=Step(30, 20, 150),
+               leftovers_unsloth=Step(30, 20, 150)),
     worker_start=dict(hf=12, unsloth=40),
     load={"hf/8b": 8, "hf/1b": 3, "unsloth/8b": 12, "unsloth/1b": 6},
     task_est={"hf/judge_batch": 15, "unsloth/judge_batch": 12, "dpo": 12, "batched/8b": 4, "batched/1b": 2,
@@ -146,14 +147,14 @@ GPU = Profile(
 SMOKE = Profile(
     smoke=True, big="tiny", small="tiny", dpo_length=64, dpo_steps=1,
     speed=dict(prompts=4, candidates=2, new_tokens=4, naive_samples=1),
-    judge_gen=dict(response_tokens=16, judge_tokens=4), finish=dict(prompts=8, max_new_tokens=48),
+    judge_gen=dict(response_tokens=16, judge_tokens=4, items=2), finish=dict(prompts=8, max_new_tokens=48),
     round_preset="cpu",
     round_set=dict(prompts_per_round=3, n_candidates=2, response_max_new_tokens=16, prompt_max_new_tokens=16,
                    prompt_shots=2, prompt_shots_generated=0, judge_samples=1, eval_each_round=False, sft_epochs=1.0,
                    lora_r=4, lora_alpha=8, seed=0),
     seed_records=3,
     steps=dict(build=Step(1, 1, 300), hf=Step(1, 1, 300), round_hf=Step(1, 1, 300), unsloth=Step(1, 1, 120),
-               round_unsloth=Step(1, 1, 300), leftovers=Step(1, 1, 300)),
+               round_unsloth=Step(1, 1, 300), leftovers_hf=Step(1, 1, 300), leftovers_unsloth=Step(1, 1, 300)),
     worker_start=dict(hf=1, unsloth=1), load={}, task_est={},
     # 4-bit matmuls on CPU are slow and say nothing about CUDA: the smoke run's workers and rounds load
     # the bf16 folder; the build's finish rate still goes through srlite's loader on the 4-bit one.
@@ -275,6 +276,8 @@ class Kit:
             "PYTHONUNBUFFERED": "1", "TOKENIZERS_PARALLELISM": "false",
             "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",  # no network there
             "UNSLOTH_DISABLE_STATISTICS": "1", "UNSLOTH_COMPILE_LOCATION": str(self.work / "unsloth_compiled_cache"),
+            # unsloth's import raises when torchvision's compiled ops do not load; nothing here uses them
+            "UNSLOTH_SKIP_TORCHVISION_CHECK": "1",
             "WANDB_DISABLED": "true",
         })
         env.update({k: str(v) for k, v in extra.items()})
@@ -324,7 +327,7 @@ class Kit:
         s = self.p.steps[step]
         left = self.left()
         if left < s.min:
-            return (f"not run: time budget ({left:.0f} s left of the kit's {self.deadline - self.start:.0f} s; "
+            return (f"not run: time budget ({max(0.0, left):.0f} s left of the kit's {self.deadline - self.start:.0f} s; "
                     f"this step needs at least {s.min:.0f} s, about {s.est:.0f} s)")
         return None
 
@@ -337,8 +340,8 @@ class Kit:
             if only and name not in only:
                 self.report["parts"][name] = {"status": "not run", "error": "not selected (--parts)"}
         plan = [("build", self.step_build), ("hf", self.step_hf), ("round_hf", self.step_round_hf),
-                ("leftovers", lambda t: self.step_leftovers("hf", t)), ("unsloth", self.step_unsloth),
-                ("round_unsloth", self.step_round_unsloth), ("leftovers", lambda t: self.step_leftovers("unsloth", t))]
+                ("leftovers_hf", lambda t: self.step_leftovers("hf", t)), ("unsloth", self.step_unsloth),
+                ("round_unsloth", self.step_round_unsloth), ("leftovers_unsloth", lambda t: self.step_leftovers("unsloth", t))]
         for step, fn in plan:
             why = self.not_enough_time(step)
             if why:
@@ -363,17 +366,17 @@ class Kit:
     def step_parts(self, step: str) -> list[str]:
         return {"build": ["build"], "hf": ["memory_8b", "speed_hf"], "round_hf": ["round_hf"],
                 "unsloth": ["speed_unsloth", "memory_8b_unsloth"], "round_unsloth": ["round_unsloth"],
-                "leftovers": []}[step]
+                "leftovers_hf": [], "leftovers_unsloth": []}[step]
 
     def skip_step(self, step: str, why: str) -> None:
         if step in ("hf", "unsloth"):
             for task in self.worker_tasks(step):
                 self.tasks[task.part].setdefault(task.name, {"status": "not run", "error": why})
-        elif step == "leftovers":
-            for backend, tasks in self.leftover.items():
-                for task in tasks:
-                    self.tasks[task.part][task.name] = {"status": "not run", "error": why}
-                tasks.clear()
+        elif step.startswith("leftovers_"):
+            tasks = self.leftover[step.split("_", 1)[1]]
+            for task in tasks:
+                self.tasks[task.part][task.name] = {"status": "not run", "error": why}
+            tasks.clear()
         else:
             for part in self.step_parts(step):
                 if self.report["parts"][part].get("error") == "not reached":
@@ -682,10 +685,13 @@ class Kit:
                     t["within_target"] = t["peak_reserved_gib"] <= TARGET_GIB
             problems = [f"{n}: {t['error']}" for n, t in tasks.items() if t.get("error")]
             ran = [t for t in tasks.values() if t.get("status", "ok") == "ok" and not t.get("error")]
-            res = {"status": "ok" if not problems else ("error" if ran or any(t.get("status") == "error"
-                                                                              for t in tasks.values()) else "not run"),
+            failed = [t for t in tasks.values() if t.get("status") == "error"]
+            res = {"status": "ok" if not problems else ("error" if ran or failed else "not run"),
                    "tasks": tasks, "processes": self.processes[part]}
-            if problems:
+            reasons = {t.get("error") for t in tasks.values()}
+            if res["status"] == "not run" and len(reasons) == 1:  # one reason for all: say it once
+                res["error"] = reasons.pop()
+            elif problems:
                 res["error"] = "; ".join(problems)
             if part.startswith("speed"):
                 res["ratios"] = self.ratios(part)
