@@ -57,7 +57,7 @@ Estimates (H100 80 GB, from first principles; each process is capped at 24 GiB):
 | build (8B, 1B side by side) | 8B: process + torch/transformers ~8; random init on the GPU + EOS calibration ~6; bf16 save, 16 GB to /dev/shm, ~12; M1 on the in-memory model ~3; 4-bit load of the bf16 files (quantised on the GPU) ~18; 4-bit save (5.7 GB) ~5. The 1B (~30 s, finish rate included) hides under it | 60 | 40 | 150 |
 | hf worker: memory_8b + speed_hf | imports (transformers, peft, trl, datasets) + CUDA ~12; 8B load (5.7 GB from page cache) ~8; judging batch: 63 sequences x 256 steps at ~50 ms (bnb dequantises 3.5 GB -> 14 GB bf16 per step at batch > 1, ~6 ms at 3 TB/s, + ~35 ms of Python in 32 layers x 7 LoRA-wrapped projections) ~14; 8B batched 64 steps ~4, naive 128 steps at ~35 ms ~5; DPO: trainer + reference pass + 2 steps of 4 x 1024 tokens (~2.6e14 FLOP each with recompute) ~10; 1B load ~3, 1B speed ~4 | 65 | 30 | 160 |
 | round_hf (init, iterate) | init ~3; iterate: imports ~10, M0 load ~3, SFT 1 step ~6, M1 load ~3, prompts + candidates (16 + 32 sequences x 64 steps at ~20 ms) ~5, DPO ~6, saves ~2 | 45 | 30 | 130 |
-| unsloth worker: speed_unsloth + memory_8b_unsloth | import unsloth + its patches ~20, first load's code generation + Triton JIT ~20; 1B load + speed ~10; 8B load ~12 + speed ~8; judging batch ~12 and DPO ~12 (only if round_unsloth keeps its time) | 100 | 45 | 200 |
+| unsloth worker: speed_unsloth + memory_8b_unsloth | import unsloth + its patches ~20, first load's code generation + Triton JIT ~20; 8B load ~12 + speed ~8; judging batch ~12 and DPO ~12 (only if round_unsloth keeps its time); 1B load + speed ~10 | 100 | 45 | 200 |
 | round_unsloth (init, iterate) | round_hf + the unsloth import (its caches now warm) | 65 | 40 | 150 |
 | leftovers_hf, leftovers_unsloth | what a reserve or a crash left out, after the round it made room for, if time remains | 0 | 20 | 150 |
 | total | | ~345 of 480 | | |
@@ -457,12 +457,11 @@ class Kit:
             return [Task(f"{arch}_{how}", speed, how, arch, e.get(f"{how}/{arch}", 1.0), reserve=speed_reserve)
                     for how in ("batched", "naive")]
 
-        if backend == "hf":
-            tasks = [judge, *speed_tasks(big), dpo]
-            if small != big:
-                tasks += speed_tasks(small)
-        else:  # speed first: it ranks above round_unsloth, the memory tasks below it
-            tasks = (speed_tasks(small) if small != big else []) + speed_tasks(big) + [judge, dpo]
+        # The 8B first, so nothing an earlier model left behind counts in its peak memory. Unsloth's
+        # speed tasks come first (they rank above round_unsloth, its memory tasks below it).
+        tasks = [judge, *speed_tasks(big), dpo] if backend == "hf" else [*speed_tasks(big), judge, dpo]
+        if small != big:
+            tasks += speed_tasks(small)
         return [t for t in tasks if self.selected(t.part)]
 
     def step_hf(self, timeout: float) -> None:
