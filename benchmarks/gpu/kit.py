@@ -534,7 +534,7 @@ class Kit:
         if backend == "unsloth" and res.get("checkpoint"):
             self.unsloth_checkpoint = res["checkpoint"]
         done = res.get("tasks", {})
-        if current == "(start)":  # died or hung before its first task: the same would happen again
+        if current == "(start)" or not res:  # died or hung before its first task: the same would happen again
             why = run["killed"] or f"the process died while starting (exit code {run['rc']})"
             if backend == "unsloth":
                 self.unsloth_error = f"{why}: " + short_error(run["tail"], 800)
@@ -876,15 +876,20 @@ def worker_tasks(spec: dict, result_path: Path) -> None:
         nonlocal checkpoint
         model = spec["models"][arch]
         t = time.perf_counter()
+        refused = None
         try:
             lm, cfg = internals.load(model, checkpoint, backend, spec["smoke"])
         except Exception as e:
             if backend != "unsloth" or checkpoint != "4bit" or isinstance(e, torch.OutOfMemoryError):
                 raise
+            refused = f"{type(e).__name__}: {str(e)[:600]}"
+        if refused:  # outside the except block, so the failed load's frames are gone before the next one
             # Unsloth may refuse a pre-quantised folder: the bf16 one, quantised at load, is the fallback.
             gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
             lm, cfg = internals.load(model, "bf16", backend, spec["smoke"])
-            result["checkpoint_4bit_error"] = f"{type(e).__name__}: {str(e)[:600]}"
+            result["checkpoint_4bit_error"] = refused
             checkpoint = result["checkpoint"] = "bf16"
         internals.suppress_eos(lm, model["cal"])
         result["loads"][arch] = {"seconds": round(time.perf_counter() - t, 1), "checkpoint": checkpoint}
