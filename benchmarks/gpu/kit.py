@@ -49,7 +49,13 @@ hard timeout, every task in a worker too (the driver watches the worker's progre
 kills a task that overruns; the tasks after it are retried in a fresh process unless they need
 the same model). The JSON is rewritten after every step, so a kill keeps what finished.
 
-Estimates (H100 80 GB, from first principles; each process is capped at 24 GiB):
+Estimates (H100 80 GB, from first principles; each process is capped at 24 GiB). The 8B in 4-bit
+is 5.7 GB (7.0 B NF4 weights = 3.5 GB + absmax, bf16 embeddings and LM head 2.1 GB), the 1B 1.0 GB.
+At batch 1 a decode step is bandwidth bound at 5.7 GB / 3 TB/s ~ 2 ms, but HF generate through
+32 layers of PEFT-wrapped Linear4bit costs ~30-40 ms of Python per step, which dominates (the 1B:
+~15-20 ms); at batch 64 bitsandbytes dequantises every weight to bf16 first (~18 GB of traffic,
+~6 ms), still under the Python overhead. So the batched/naive ratio is close to the batch size,
+and short runs (64 tokens, 2 naive samples) measure the same rates as long ones.
 
 | step (processes) | what | est. s | min s | cap s |
 |---|---|---|---|---|
