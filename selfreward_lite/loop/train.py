@@ -17,7 +17,6 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 
 from ..config import Config
@@ -230,6 +229,8 @@ def _stacked_dpo_trainer_class():
 def _check_trl_runs_here(lm: LoadedModel) -> None:
     """TRL 1.15 (what the unsloth extra pins) computes DPO log-probs with a Triton-only kernel that
     fails on CPU, unless unsloth was imported first (its CPU fallback patches it); 1.16 has a CPU path."""
+    from importlib import metadata
+
     from packaging.version import Version
 
     if lm.device == "cpu" and Version(metadata.version("trl")) < Version("1.16") and "unsloth" not in sys.modules:

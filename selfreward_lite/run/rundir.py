@@ -30,7 +30,6 @@ import hashlib
 import json
 import platform
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 from ..config import Config, load_config
@@ -229,6 +228,8 @@ def now() -> str:
 
 
 def library_versions() -> dict:
+    from importlib import metadata  # slow to import (~50 ms): not for `srlite --help`
+
     out = {"python": platform.python_version()}
     for lib in LIBRARIES:
         try:
