@@ -61,6 +61,8 @@ class Config:
     n_candidates: int = 4  # responses sampled per prompt (paper: N = 4)
     temperature: float = 0.7  # paper: 0.7
     top_p: float = 0.9  # paper: 0.9
+    top_k: int = 0  # sample only from the k most likely tokens, in every sampling stage; 0 = off (HF's default 50 and a model's own generation_config never apply)
+    repetition_penalty: float = 1.0  # HF's repetition penalty in every sampling stage (> 1 discourages repeats); 1.0 = off
     response_max_new_tokens: int = 96  # token budget of a candidate response
     # --- judging ---
     judge_samples: int = 2  # judgments per candidate, averaged (paper: 3)
@@ -209,6 +211,10 @@ def config_from_dict(values: dict[str, Any], source: str) -> Config:
             raise SrliteError(f"{source}: field {name!r} must be >= 0 (0 = all), got {getattr(cfg, name)!r}.")
     if not (cfg.winrate_judge == "newest" or re.fullmatch(r"m[0-9]+", cfg.winrate_judge) or cfg.winrate_judge.strip()):
         raise SrliteError(f"{source}: field 'winrate_judge' must be 'newest', 'm<N>' or a model folder.")
+    if cfg.top_k < 0:
+        raise SrliteError(f"{source}: field 'top_k' must be >= 0 (0 = off), got {cfg.top_k!r}.")
+    if cfg.repetition_penalty <= 0:
+        raise SrliteError(f"{source}: field 'repetition_penalty' must be > 0 (1.0 = off), got {cfg.repetition_penalty!r}.")
     if cfg.pair_min_margin < 0:
         raise SrliteError(f"{source}: field 'pair_min_margin' must be >= 0.")
     return cfg
