@@ -66,10 +66,11 @@ def train_m1(run: Run, lm, out: Path, ui=QuietUI()) -> None:
 
 def _train_with_backoff(run: Run, lm, train_with):
     """Train; on out-of-memory, restart from a fresh adapter with half the micro-batch
-    (gradient accumulation keeps the effective batch, so the result means the same)."""
+    (gradient accumulation keeps the effective batch, so the result means the same). The fresh
+    adapter is the first attempt's initial state again: the same seed, the same random A."""
     return with_backoff(run, "training", run.cfg.train_micro_batch_size,
                         lambda micro: train_with(replace(run.cfg, train_micro_batch_size=micro)),
-                        on_retry=lambda micro: adapters.reset_trainable(lm, seeds.adapter_init(run.cfg.seed)))
+                        on_retry=lambda micro: adapters.reset_trainable(lm, lm.init_seed))
 
 
 def summarize_m1(run: Run, out: Path) -> None:

@@ -14,7 +14,7 @@ from typing import Sequence
 from ..config import Config
 from ..errors import SrliteError
 from ..run import seeds
-from .adapters import TRAINABLE, LoadedModel, activate, load_adapters
+from .adapters import TRAINABLE, LoadedModel, activate, init_trainable, load_adapters
 from .embedded import resolve_model_path
 from .generation import bos_id
 
@@ -150,10 +150,10 @@ def load_stack(cfg: Config, adapter_dirs: Sequence[Path], train_new: bool = Fals
     base = load_base(cfg, dtype)
     tok = load_tokenizer(cfg)
     model, names = load_adapters(base, adapter_dirs)
+    init_seed = None
     if train_new:
-        import torch
-
-        torch.manual_seed(seeds.adapter_init(cfg.seed))  # the new adapter's random A: the same in every process
+        # The new adapter of round t = len(adapter_dirs) (0: M1's): its own random A, the same in every process.
+        init_seed = seeds.adapter_init(cfg.seed, len(adapter_dirs))
         lora = LoraConfig(
             r=cfg.lora_r,
             lora_alpha=cfg.lora_alpha,
@@ -165,10 +165,12 @@ def load_stack(cfg: Config, adapter_dirs: Sequence[Path], train_new: bool = Fals
             model.add_adapter(TRAINABLE, lora)
         else:
             model = get_peft_model(base, lora, adapter_name=TRAINABLE)
+        init_trainable(model, init_seed)
         names.append(TRAINABLE)
     if names:
         activate(model, names, train_new)
     model.eval()
-    return LoadedModel(model, tok, names, resolve_device(cfg), base.dtype if dtype else resolve_dtype(cfg))
+    return LoadedModel(model, tok, names, resolve_device(cfg), base.dtype if dtype else resolve_dtype(cfg),
+                       init_seed=init_seed)
 
 
