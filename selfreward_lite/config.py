@@ -62,6 +62,8 @@ class Config:
     n_candidates: int = 4  # responses sampled per prompt (paper: N = 4)
     temperature: float = 0.7  # paper: 0.7
     top_p: float = 0.9  # paper: 0.9
+    top_k: int = 0  # sample only from the k most likely tokens, in every sampling stage; 0 = off (HF's default 50 and a model's own generation_config never apply)
+    repetition_penalty: float = 1.0  # HF's repetition penalty in every sampling stage (> 1 discourages repeats); 1.0 = off
     response_max_new_tokens: int = 96  # token budget of a candidate response
     # --- judging ---
     judge: str = "self"  # who scores the round's candidates: "self" (M_t, the paper), "m<N>", a model folder, "python:FILE.py:FUNCTION" or "openai:BASE_URL#MODEL" (judging/spec.py)
@@ -222,6 +224,10 @@ def config_from_dict(values: dict[str, Any], source: str) -> Config:
         # Never echo the value: it may be the key itself, pasted into the wrong field.
         raise SrliteError(f"{source}: field 'judge_api_key_env' must be the NAME of an environment variable "
                           "(e.g. OPENAI_API_KEY), not the key itself.")
+    if cfg.top_k < 0:
+        raise SrliteError(f"{source}: field 'top_k' must be >= 0 (0 = off), got {cfg.top_k!r}.")
+    if cfg.repetition_penalty <= 0:
+        raise SrliteError(f"{source}: field 'repetition_penalty' must be > 0 (1.0 = off), got {cfg.repetition_penalty!r}.")
     if cfg.pair_min_margin < 0:
         raise SrliteError(f"{source}: field 'pair_min_margin' must be >= 0.")
     return cfg

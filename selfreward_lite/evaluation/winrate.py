@@ -92,7 +92,8 @@ def responses_path(run: Run, n: int, source: Path) -> Path:
     cfg = run.cfg
     if not source.is_file():
         raise SrliteError(f"{source}: no such file (eval prompts).")
-    key = cache_key(source.read_bytes(), prompt_limit(run, source), cfg.eval_max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed)
+    key = cache_key(source.read_bytes(), prompt_limit(run, source), cfg.eval_max_new_tokens, cfg.temperature, cfg.top_p, cfg.seed,
+                    cfg.top_k, cfg.repetition_penalty)
     return run.responses_path(n, key)
 
 
@@ -110,7 +111,8 @@ def model_responses(run: Run, n: int, models: ModelCache, source: Path, ui=Quiet
     lm = models.get(n)
     texts = [generation.render_chat(lm.tokenizer, [{"role": "user", "content": p["prompt"]}]) for p in prompts]
     with ui.progress(f"M{n} answers eval prompts", total=len(prompts)) as advance:
-        samples = generation.generate(lm, texts, 1, temperature=cfg.temperature, top_p=cfg.top_p,
+        samples = generation.generate(lm, texts, 1, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
+                                      repetition_penalty=cfg.repetition_penalty,
                                       max_new_tokens=cfg.eval_max_new_tokens, batch_size=cfg.gen_batch_size,
                                       seed=seeds.evaluation(cfg.seed), on_batch=advance)
     rows = [{"id": p["id"], "prompt": p["prompt"], "response": s.text, "finished": s.finished, "tokens": s.n_tokens}
@@ -142,7 +144,7 @@ def win_rate_path(run: Run, new: int, old: int, judge: int | str | JudgeSpec, so
     cfg = run.cfg
     key = cache_key(responses_path(run, new, source).name, responses_path(run, old, source).name,
                     judge_key(judge) if isinstance(judge, JudgeSpec) else judge,
-                    cfg.eval_max_new_tokens, cfg.judge_temperature, cfg.judge_top_p)
+                    cfg.eval_max_new_tokens, cfg.judge_temperature, cfg.judge_top_p, cfg.top_k, cfg.repetition_penalty)
     return run.win_rate_path(new, old, key)
 
 
@@ -191,6 +193,7 @@ def pairwise_verdicts(run: Run, judge, models: ModelCache, new_rows: list[dict],
             lm = models.get(judge)
             rendered = [generation.render_chat(lm.tokenizer, [{"role": "user", "content": text}]) for *_, text in jobs]
             samples = generation.generate(lm, rendered, 1, temperature=cfg.judge_temperature, top_p=cfg.judge_top_p,
+                                          top_k=cfg.top_k, repetition_penalty=cfg.repetition_penalty,
                                           max_new_tokens=cfg.eval_max_new_tokens, batch_size=cfg.gen_batch_size,
                                           seed=seeds.verdicts(cfg.seed), on_batch=advance)
             texts, valid = [s.text for (s,) in samples], [True] * len(jobs)

@@ -33,7 +33,8 @@ def parse_judgments(item: dict, group) -> list[dict]:
 
 def sampling(cfg) -> dict:
     """The judge's sampling settings, as generation.generate takes them."""
-    return {"temperature": cfg.judge_temperature, "top_p": cfg.judge_top_p, "max_new_tokens": cfg.judge_max_new_tokens}
+    return {"temperature": cfg.judge_temperature, "top_p": cfg.judge_top_p, "max_new_tokens": cfg.judge_max_new_tokens,
+            "top_k": cfg.top_k, "repetition_penalty": cfg.repetition_penalty}
 
 
 def judge_items(lm, cfg, rubric: str, items: Sequence[dict], *, seed: int,

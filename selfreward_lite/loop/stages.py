@@ -38,6 +38,18 @@ def earlier_prompts(run: Run, t: int) -> list[str]:
     return [p["prompt"] for i in range(1, t) for p in read_jsonl(run.round_dir(i) / PROMPTS)]
 
 
+def stage_sampling(cfg) -> dict[str, dict]:
+    """The sampling settings of a round's three generation stages, as `generation.generate` takes them."""
+    extras = {"top_k": cfg.top_k, "repetition_penalty": cfg.repetition_penalty}
+    return {
+        "prompts": {"temperature": cfg.prompt_temperature, "top_p": cfg.prompt_top_p,
+                    "max_new_tokens": cfg.prompt_max_new_tokens, **extras},
+        "candidates": {"temperature": cfg.temperature, "top_p": cfg.top_p,
+                       "max_new_tokens": cfg.response_max_new_tokens, **extras},
+        "judging": engine.sampling(cfg),
+    }
+
+
 # --- M1: supervised fine-tuning on IFT + EFT -------------------------------------------
 
 def train_m1(run: Run, lm, out: Path, ui=QuietUI()) -> None:
@@ -56,10 +68,11 @@ def train_m1(run: Run, lm, out: Path, ui=QuietUI()) -> None:
 
 def _train_with_backoff(run: Run, lm, train_with):
     """Train; on out-of-memory, restart from a fresh adapter with half the micro-batch
-    (gradient accumulation keeps the effective batch, so the result means the same)."""
+    (gradient accumulation keeps the effective batch, so the result means the same). The fresh
+    adapter is the first attempt's initial state again: the same seed, the same random A."""
     return with_backoff(run, "training", run.cfg.train_micro_batch_size,
                         lambda micro: train_with(replace(run.cfg, train_micro_batch_size=micro)),
-                        on_retry=lambda micro: adapters.reset_trainable(lm, seeds.adapter_init(run.cfg.seed)))
+                        on_retry=lambda micro: adapters.reset_trainable(lm, lm.init_seed))
 
 
 def summarize_m1(run: Run, out: Path) -> None:
@@ -108,8 +121,7 @@ def create_prompts(run: Run, t: int, lm, out: Path, ui=QuietUI()) -> None:
             texts = [few_shot_prompt(seed_texts, earlier + kept, cfg.prompt_shots, cfg.prompt_shots_generated, rng)
                      for _ in range(want)]
             samples = with_backoff(run, "generation", cfg.gen_batch_size, lambda bs: generation.generate(
-                lm, texts, 1, temperature=cfg.prompt_temperature, top_p=cfg.prompt_top_p,
-                max_new_tokens=cfg.prompt_max_new_tokens, batch_size=bs,
+                lm, texts, 1, **stage_sampling(cfg)["prompts"], batch_size=bs,
                 seed=seeds.batch(stage_seed, batch), stop_strings=[STOP],
             ))
             before = len(kept)
@@ -182,7 +194,7 @@ def sample_candidates(run: Run, t: int, lm, prompts_file: Path, out: Path, ui=Qu
         _generate_journaled(
             run, t, seeds.CANDIDATES, lm, journal, prompts, cfg.n_candidates,
             lambda p: generation.render_chat(lm.tokenizer, [{"role": "user", "content": p["prompt"]}]), rows_of,
-            {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.response_max_new_tokens},
+            stage_sampling(cfg)["candidates"],
             advance,
         )
     by_id = {r["id"]: r for r in journal.load()}
@@ -285,6 +297,8 @@ def summarize_round(run: Run, t: int, out: Path) -> dict:
         "judgments": {"total": judged.pop("judgments"), **judged},
         "pairs": read_json(run.pairs_stats_path(t)),
         "dpo": {k: dpo[k] for k in ("steps", "first_loss", "last_loss", "reward_margin", "reward_accuracy")},
+        # every setting each stage passed to `generate` (nothing else applied: see models/generation.py)
+        "sampling": {stage: generation.sampling_settings(**s) for stage, s in stage_sampling(run.cfg).items()},
         "stage_seconds": {k: v["seconds"] for k, v in run.manifest().get("stages", {}).items()
                           if k.startswith(f"{rd.name}/")},
     }
