@@ -147,8 +147,10 @@ GPU = Profile(
                leftovers_unsloth=Step(30, 20, 150)),
     worker_start=dict(hf=12, unsloth=40),
     load={"hf/8b": 8, "hf/1b": 3, "unsloth/8b": 12, "unsloth/1b": 6},
-    task_est={"hf/judge_batch": 15, "unsloth/judge_batch": 12, "dpo": 12, "batched/8b": 4, "batched/1b": 2,
-              "naive/8b": 5, "naive/1b": 3},
+    # Measured on an H100 on 2026-11-26 (docs/benchmarks.md): Unsloth's first DPO step compiles each
+    # decoder layer (60 s for one step on the 1B, against HF's 8.5 s), so its DPO gets its own estimate.
+    task_est={"hf/judge_batch": 15, "unsloth/judge_batch": 12, "hf/dpo": 12, "unsloth/dpo": 60, "batched/8b": 4,
+              "batched/1b": 2, "naive/8b": 5, "naive/1b": 3},
 )
 SMOKE = Profile(
     smoke=True, big="tiny", small="tiny", dpo_length=64, dpo_steps=1,
@@ -455,7 +457,7 @@ class Kit:
         mem, speed = ("memory_8b", "speed_hf") if backend == "hf" else ("memory_8b_unsloth", "speed_unsloth")
         judge = Task("judge_batch", mem, "judge_batch", big, e.get(f"{backend}/judge_batch", 1.0),
                      reserve=None if backend == "hf" else "round_unsloth")
-        dpo = Task(f"dpo_{self.p.dpo_length}", mem, "dpo", big, e.get("dpo", 1.0),
+        dpo = Task(f"dpo_{self.p.dpo_length}", mem, "dpo", big, e.get(f"{backend}/dpo", 1.0),
                    reserve=None if backend == "hf" else "round_unsloth")
         speed_reserve = "round_hf" if backend == "hf" else None
 
