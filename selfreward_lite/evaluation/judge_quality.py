@@ -89,7 +89,8 @@ def judge_quality_path(run: Run, n: int, source: Path | None = None) -> Path:
         raise SrliteError(f"{source}: no such file (ranked answers for judge quality).")
     cfg = run.cfg
     key = cache_key(source.read_bytes(), load_rubric(cfg.rubric), limit, cfg.judge_samples,
-                    cfg.judge_temperature, cfg.judge_top_p, cfg.judge_max_new_tokens, cfg.seed)
+                    cfg.judge_temperature, cfg.judge_top_p, cfg.judge_max_new_tokens, cfg.seed, cfg.top_k,
+                    cfg.repetition_penalty)
     return run.judge_quality_path(n, key)
 
 

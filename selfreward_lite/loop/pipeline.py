@@ -3,7 +3,8 @@
 M1 = M0 + SFT on seed IFT + EFT.  Round t turns M_t into M_t+1:
   1. self-instruction: M_t writes new prompts;
   2. M_t samples N candidate responses per prompt;
-  3. M_t judges each candidate with the additive rubric (K samples, averaged);
+  3. M_t judges each candidate with the additive rubric (K samples, averaged), or the configured
+     `judge` does (a fixed model, a python function, an OpenAI-compatible endpoint: judging/judges.py);
   4. preference pairs: best vs worst candidate per prompt;
   5. DPO trains a new adapter stacked on M_t's, with M_t as the reference.
 Each step reads artifacts on disk and writes one; a step whose artifact exists is skipped,
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..evaluation.runner import check_ifeval, evaluate_round
+from ..judging.judges import import_python_judges, judging_title, round_judge
 from ..models.backend import prepare
 from ..models.cache import ModelCache
 from ..run import interrupts
@@ -59,8 +61,8 @@ def run_round(run: Run, t: int, ui=QuietUI(), models: ModelCache | None = None) 
          lambda out: S.create_prompts(run, t, models.sampler(t), out, ui))
     step(run, ui, f"{run.cfg.n_candidates} candidates per prompt", rd / CANDIDATES,
          lambda out: S.sample_candidates(run, t, models.sampler(t), rd / PROMPTS, out, ui))
-    step(run, ui, f"LLM-as-a-judge, {run.cfg.judge_samples} samples each", rd / JUDGMENTS,
-         lambda out: S.judge_candidates(run, t, models.sampler(t), rd / CANDIDATES, out, ui))
+    step(run, ui, judging_title(run.cfg), rd / JUDGMENTS,
+         lambda out: S.judge_candidates(run, t, round_judge(run, t, models), rd / CANDIDATES, out, ui))
     step(run, ui, "preference pairs", rd / PAIRS,
          lambda out: S.build_pairs(run, rd / CANDIDATES, rd / JUDGMENTS, out))
     step(run, ui, f"DPO -> M{t + 1}", rd / ADAPTER,
@@ -87,6 +89,7 @@ def iterate(run_dir: Path, rounds: int, ui=QuietUI(), force: bool = False) -> li
         check_report_to(run.cfg)
         prepare(run.cfg)  # picks hf/unsloth; unsloth must be imported before the libraries it patches
         check_ifeval(run, ui)  # after prepare: lm-eval imports libraries that unsloth patches
+        import_python_judges(run.cfg)  # after the backend's imports, before any model loads
         models = ModelCache(run)
         build_m1(run, ui, models)
         results = []

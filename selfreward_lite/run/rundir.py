@@ -31,8 +31,8 @@ import datetime as _dt
 import hashlib
 import json
 import platform
+import re
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 from ..config import Config, load_config
@@ -196,8 +196,10 @@ class Run:
     def ifeval_comparison_path(self, new: int, old: int, key: str) -> Path:
         return self.dir / EVAL_DIR / f"ifeval-m{new}-vs-m{old}-{key}.json"
 
-    def judge_dir(self, input_name: str, n: int) -> Path:
-        return self.dir / JUDGE_DIR / f"{input_name}-m{n}"
+    def judge_dir(self, input_name: str, judge: int | str) -> Path:
+        """`srlite judge`'s output for M_n (judge an int), or for another judge named by its label."""
+        name = f"m{judge}" if isinstance(judge, int) else re.sub(r"[^A-Za-z0-9._-]+", "_", judge)
+        return self.dir / JUDGE_DIR / f"{input_name}-{name}"
 
     @property
     def logs_dir(self) -> Path:
@@ -241,6 +243,8 @@ def now() -> str:
 
 
 def library_versions() -> dict:
+    from importlib import metadata  # slow to import (~50 ms): not for `srlite --help`
+
     out = {"python": platform.python_version()}
     for lib in LIBRARIES:
         try:

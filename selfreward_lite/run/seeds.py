@@ -12,8 +12,11 @@
     `srlite judge`                                  judge_file(s)        = s * 1000 + 902
     `srlite chat`, turn i                           chat_turn(s, i)      = s + i
     one `generate` call c with seed x               generate_call(x, c)  = x * 1_000_003 + c
-    a new adapter's random A (both backends, and    adapter_init(s)      = s
-      its reset after an out-of-memory retry)
+    the new adapter trained in round t (t = 0:      adapter_init(s, t)   = s * 1000 + 10 t + 4
+      M1's SFT adapter): its random A, on both
+      backends, and again after an out-of-memory
+      retry (so the retry starts where the first
+      attempt did)
     the trainers (shuffling, dropout)               training(s)          = s
 
 A seed depends only on what is being made, never on how many times a process was restarted, so
@@ -23,6 +26,7 @@ a resumed run makes the same records as an uninterrupted one.
 from __future__ import annotations
 
 PROMPTS, CANDIDATES, JUDGING = 1, 2, 3  # the sampling stages of a round
+ADAPTER_INIT = 4  # the round's new adapter (its random A)
 EVALUATION, VERDICTS, JUDGE_FILE = 901, 902, 902  # offsets outside the rounds' range
 GENERATE_STRIDE = 1_000_003  # a prime, so the calls of different seeds do not meet
 
@@ -57,8 +61,9 @@ def generate_call(seed: int, call: int) -> int:
     return seed * GENERATE_STRIDE + call
 
 
-def adapter_init(s: int) -> int:
-    return s
+def adapter_init(s: int, t: int) -> int:
+    """Round t's new adapter (t = 0: M1's), so no two rounds start from the same random A."""
+    return stage(s, t, ADAPTER_INIT)
 
 
 def training(s: int) -> int:

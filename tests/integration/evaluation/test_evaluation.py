@@ -42,7 +42,7 @@ def test_end_of_round_eval(evaluated_run, monkeypatch):
     for j in read_jsonl(cached):
         assert (j["score"] is None) == (j["parse"] != "ok")  # unparsed stays unparsed
     w = ev["win_rate"]
-    assert (w["new"], w["old"], w["judge"]) == ("M2", "M1", "M2")
+    assert (w["new"], w["old"], w["judge"]) == ("M2", "M1", "M1")  # the default winrate_judge: a fixed M1
     assert w["prompts"] == 2 and w["verdicts"] == 4  # both orders
     assert w["wins"] + w["losses"] + w["ties"] + w["unparsed"] == 4
     verdicts = read_jsonl(next((run.dir / "eval").glob("winrate-m2-vs-m1-*.jsonl")))

@@ -52,9 +52,9 @@ def test_win_rate_summary_counts_from_the_new_models_side():
 
 
 def test_resolve_judge(tmp_path):
-    assert resolve_judge("newest", 3) == 3 and resolve_judge("m1", 3) == 1
+    assert resolve_judge("self", 3) == 3 and resolve_judge("newest", 3) == 3 and resolve_judge("m1", 3) == 1
     assert resolve_judge(str(tmp_path), 3) == str(tmp_path.resolve())
-    with pytest.raises(SrliteError, match="not 'newest'"):
+    with pytest.raises(SrliteError, match="not 'self', 'm<N>'.*nor an existing model folder"):
         resolve_judge(str(tmp_path / "nope"), 3)
 
 
