@@ -86,23 +86,42 @@ def test_embedded_smollm2_is_unchanged(embedded):
     assert "bos_token" not in tok.chat_template  # its template was not touched
 
 
+def conversation_ids(tok, messages):
+    """The ids of a whole conversation as the chat template writes it, nothing added: what TRL must feed."""
+    return list(tok(render_chat(tok, messages, add_generation_prompt=False), add_special_tokens=False)["input_ids"])
+
+
 @pytest.mark.parametrize("kind", ["llama3", "base"])
 def test_sft_and_dpo_inputs_start_with_exactly_one_bos(tmp_path, kind):
     """TRL tokenises conversations with apply_chat_template (no special tokens added): the template
-    must write BOS once, ours included (`base`: the ChatML default gets {{ bos_token }} in front)."""
+    must write BOS once, ours included (`base`: the ChatML default gets {{ bos_token }} in front).
+    (TRL tokenises *plain-text* rows with the tokenizer's own call, which adds a BOS before the one a
+    rendered text already carries: our rows are conversations, never rendered text.) Every SFT row
+    (prompt + completion) and every DPO row (prompt + chosen, prompt + rejected, in the reference pass and
+    in training) is fed exactly as the template writes it: one BOS, then the first header."""
     from selfreward_lite.loop.train import train_dpo, train_sft
 
     cfg = tiny_cfg(tiny_llama_dir(tmp_path / kind, kind), sft_epochs=1.0, sft_batch_size=2, dpo_epochs=1.0,
                    dpo_batch_size=2, train_micro_batch_size=2, checkpoint_steps=0)
     lm = load_stack(cfg, [], train_new=True)
-    bos = lm.tokenizer.bos_token_id
+    tok, bos = lm.tokenizer, lm.tokenizer.bos_token_id
     seen = feed_recorder(lm)
     records = [{"prompt": [{"role": "user", "content": q}], "completion": [{"role": "assistant", "content": "Red."}]}
                for q in SEEDS[:2]]
     train_sft(cfg, lm, records)
     assert seen and all(row[0] == bos and row[1] != bos for row in seen), [r[:3] for r in seen]
+    for r in records:
+        expected = conversation_ids(tok, r["prompt"] + r["completion"])
+        assert expected[0] == bos and expected[1] != bos and expected in seen, (expected[:3], [s[:3] for s in seen])
+
     lm = load_stack(cfg, [], train_new=True)  # DPO starts from a fresh adapter (B = 0)
     seen = feed_recorder(lm)
     pairs = [{"id": f"p{i}", "prompt": q, "chosen": "Paris.", "rejected": "A spider."} for i, q in enumerate(SEEDS[:2])]
     train_dpo(cfg, lm, pairs)  # the reference pass and the training steps
     assert len(seen) >= 2 and all(row[0] == bos and row[1] != bos for row in seen), [r[:3] for r in seen]
+    for p in pairs:
+        for side in ("chosen", "rejected"):
+            expected = conversation_ids(tok, [{"role": "user", "content": p["prompt"]},
+                                              {"role": "assistant", "content": p[side]}])
+            assert expected[0] == bos and expected[1] != bos, expected[:3]
+            assert seen.count(expected) >= 2, (side, expected[:3])  # the reference pass and a training step
