@@ -54,3 +54,36 @@ def test_oom_in_reference_pass_retries_with_half_batch_and_reference_m_t(tmp_pat
         expected = completion_logprobs(m_t, prompts, [[{"role": "assistant", "content": p[side]}] for p in STACK_PAIRS])
         for p, e in zip(STACK_PAIRS, expected):
             assert abs(dpo["ref_logps"][p["id"]][k] - e) < 1e-4
+
+
+def test_oom_in_every_reference_pass_gives_a_clear_error_and_leaves_no_ref_adapter(tmp_path, monkeypatch):
+    """The last exit path: out of memory at micro-batch 2, then at 1, inside the reference pass each time.
+    The round stops with our clear error (not PEFT's "already exists"), and the model holds no "ref"."""
+    import pytest
+
+    from selfreward_lite.errors import SrliteError
+
+    cfg = preset_config("cpu", model=str(tiny_llama_dir(tmp_path / "m", "llama3")), dtype="float32", lora_r=2,
+                        lora_alpha=4, dpo_epochs=1.0, dpo_batch_size=2, train_micro_batch_size=2, checkpoint_steps=0)
+    run = Run(tmp_path / "run", cfg)
+    random_adapter(cfg, [], run.m1_dir / "adapter", seed=1)
+    pairs_file = run.round_dir(1) / "pairs.jsonl"
+    write_jsonl(pairs_file, STACK_PAIRS)
+    sizes = []
+    make_class = train._stacked_dpo_trainer_class
+
+    def always_failing_reference():
+        class OOMAlways(make_class()):
+            def compute_ref_log_probs(self, model, inputs):
+                sizes.append(inputs["input_ids"].shape[0] // 2)
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.91 GiB")
+
+        return OOMAlways
+
+    monkeypatch.setattr(train, "_stacked_dpo_trainer_class", always_failing_reference)
+    lm = load_stack(cfg, run.adapters_of(1), train_new=True)
+    with pytest.raises(SrliteError, match="Out of memory during training even at batch size 1"):
+        stages.train_round_adapter(run, 1, lm, pairs_file, run.round_dir(1) / "adapter")
+    assert sizes == [2, 1]
+    assert sorted(lm.model.peft_config) == ["default", "m1"]
+    assert not (run.round_dir(1) / "adapter" / "dpo.json").exists()
