@@ -125,3 +125,46 @@ def test_sft_and_dpo_inputs_start_with_exactly_one_bos(tmp_path, kind):
                                               {"role": "assistant", "content": p[side]}])
             assert expected[0] == bos and expected[1] != bos, expected[:3]
             assert seen.count(expected) >= 2, (side, expected[:3])  # the reference pass and a training step
+
+
+def test_unsloth_backend_feeds_exactly_one_bos(tmp_path, fake_unsloth):
+    """The same on the Unsloth backend's own paths (the stand-in `unsloth`): M1's SFT through
+    get_peft_model, then a round on the folded M1: sampling (num_return_sequences, not our shared prefill)
+    and DPO on folded M_t + the new adapter. (Unsloth's real trainer patch re-tokenises text datasets; it
+    prints "We found double BOS tokens" whenever the chat template writes bos_token, and then adds none.)"""
+    from helpers import random_adapter
+
+    from selfreward_lite.loop.train import train_dpo, train_sft
+    from selfreward_lite.models import unsloth as U
+
+    cfg = tiny_cfg(tiny_llama_dir(tmp_path / "llama3", "llama3"), sft_epochs=1.0, sft_batch_size=2, dpo_epochs=1.0,
+                   dpo_batch_size=2, train_micro_batch_size=2, checkpoint_steps=0)
+    lm = U.training_mode(U.load_stack(cfg, [], train_new=True))
+    tok, bos = lm.tokenizer, lm.tokenizer.bos_token_id
+    assert lm.backend == "unsloth" and ("get_peft_model", 2) in fake_unsloth.calls
+    seen = feed_recorder(lm)
+    records = [{"prompt": [{"role": "user", "content": q}], "completion": [{"role": "assistant", "content": "Red."}]}
+               for q in SEEDS[:2]]
+    train_sft(cfg, lm, records)
+    for r in records:
+        assert conversation_ids(tok, r["prompt"] + r["completion"]) in seen
+    assert seen and all(row[0] == bos and row[1] != bos for row in seen), [r[:3] for r in seen]
+
+    random_adapter(cfg, [], tmp_path / "m1", seed=1)
+    lm = U.sampling_mode(U.load_stack(cfg, [tmp_path / "m1"], train_new=True))
+    seen = feed_recorder(lm)
+    for name, text in prompts_of_every_kind(lm).items():
+        seen.clear()
+        generate(lm, [text, text + " more"], 2, temperature=0.7, top_p=0.9, max_new_tokens=2, batch_size=4, seed=0)
+        assert len(seen) >= 4 and all(row[0] == bos and row[1] != bos for row in seen), (name, [r[:3] for r in seen])
+
+    U.training_mode(lm)
+    seen.clear()
+    pairs = [{"id": f"p{i}", "prompt": q, "chosen": "Paris.", "rejected": "A spider."} for i, q in enumerate(SEEDS[:2])]
+    train_dpo(cfg, lm, pairs)
+    assert all(row[0] == bos and row[1] != bos for row in seen), [r[:3] for r in seen]
+    for p in pairs:
+        for side in ("chosen", "rejected"):
+            expected = conversation_ids(tok, [{"role": "user", "content": p["prompt"]},
+                                              {"role": "assistant", "content": p[side]}])
+            assert seen.count(expected) >= 2, (side, expected[:3])
