@@ -18,6 +18,8 @@ from .report.display import RichUI, eval_tables, judge_file_table, report_tables
 from .run.interrupts import Interrupted, graceful_stop
 from .tools.chat import chat_loop, load_chat
 from .tools.importers import import_messages, import_oasst
+from .tools.serve import serve as serve_model
+from .version import __version__
 
 app = typer.Typer(
     help="Self-Rewarding Language Models on one machine: the model writes prompts, answers them, "
@@ -30,18 +32,13 @@ app = typer.Typer(
 
 
 def _print_version(value: bool) -> None:
-    if value:
-        from .version import __version__
-
-        typer.echo(f"srlite {__version__}")
-        raise typer.Exit()
+    if value:  # `typer.Exit` ends the program after the version, before any command runs
+        raise typer.Exit(typer.echo(f"srlite {__version__}"))
 
 
 @app.callback()
-def _main(
-    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
-                                 help="Print the version and exit."),
-) -> None:
+def _main(version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                       help="Print the version and exit.")) -> None:
     """Options before the command: --version (the app's help text is set on `app`)."""
 
 
@@ -229,12 +226,13 @@ def import_oasst_cmd(
 def judge(
     input_file: Path = typer.Argument(..., help="JSONL: {\"prompt\", \"response\"} per line, or pairs {\"prompt\", \"a\", \"b\", \"label\": \"a\"|\"b\" (optional)}; an \"id\" is optional."),
     round_: Optional[int] = typer.Option(None, "--round", "-r", min=0, help="Judge with M_N (M0 base, M1 after SFT, M_t+1 after round t). Default: the newest model."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder. Default: <run>/judge/<input name>-m<N>/."),
+    judge_: Optional[str] = typer.Option(None, "--judge", help="Another judge: 'm<N>', a local model folder, 'python:FILE.py:FUNCTION' or 'openai:BASE_URL#MODEL' (key from $judge_api_key_env)."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Output folder. Default: <run>/judge/<input name>-<judge>/."),
     run_dir: Path = RUN_DIR,
 ) -> None:
-    """Score any JSONL of answers (or answer pairs) with one of the run's models and the run's rubric."""
+    """Score any JSONL of answers (or answer pairs) with one of the run's models and the run's rubric, or another judge."""
     ui = RichUI()
-    ui.info(judge_file_table(judge_file(run_dir, input_file, round_, out, ui)))
+    ui.info(judge_file_table(judge_file(run_dir, input_file, round_, out, ui, judge=judge_)))
 
 
 @command("eval", interrupted="Results finished so far are cached; run the same command again to continue.")
@@ -242,12 +240,27 @@ def eval_(
     round_: Optional[int] = typer.Option(None, "--round", "-r", min=0, help="Evaluate only M_N (and M_N vs M_N-1). Default: every model M1..newest."),
     eft: Optional[Path] = typer.Option(None, "--eft", help="Ranked answers for judge quality: EFT-format JSONL (judge prompt -> judgment ending 'Score: N') or {\"prompt\", \"response\", \"score\"}. Default: the run's held-out EFT split."),
     prompts: Optional[Path] = typer.Option(None, "--prompts", help="JSONL of {\"prompt\"} for the win rate. Default: config eval_prompts_data (bundled held-out prompts)."),
-    judge_: Optional[str] = typer.Option(None, "--judge", help="Win-rate judge: 'newest' (the newer model of each pair), 'm<N>', or a local model folder. Default: config winrate_judge."),
+    judge_: Optional[str] = typer.Option(None, "--judge", help="Win-rate judge: 'm<N>', a local model folder, 'python:FILE.py:FUNCTION', 'openai:BASE_URL#MODEL' or 'self' (the newer model of each pair). Default: config winrate_judge (m1)."),
+    ifeval: Optional[str] = typer.Option(None, "--ifeval", help="IFEval-schema JSONL ({\"key\", \"prompt\", \"instruction_id_list\", \"kwargs\"}; google/IFEval's input_data.jsonl works as is), or 'bundled': all its prompts, answered greedily by each model and checked by lm-eval's verifiers (the ifeval extra). Default: config ifeval_data cut to ifeval_prompts, skipped with a notice if lm-eval is missing."),
     run_dir: Path = RUN_DIR,
 ) -> None:
-    """Judge quality (pairwise accuracy, exact match, Spearman, Kendall) and win rate of each model; cached."""
+    """Judge quality (pairwise accuracy, exact match, Spearman, Kendall), win rate and IFEval-format accuracy of each model, with n and 95% intervals; cached."""
     ui = RichUI()
-    ui.info(eval_tables(evaluate(run_dir, round_, eft, prompts, judge_, ui)))
+    ui.info(eval_tables(evaluate(run_dir, round_, eft, prompts, judge_, ui, ifeval=ifeval)))
+
+
+@command(interrupted="Server stopped.")
+def serve(
+    round_: Optional[int] = typer.Option(None, "--round", "-r", min=0, help="Serve M_N (0 = the bare base model). Default: the newest."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (only this machine by default; there is no authentication)."),
+    port: int = typer.Option(8000, "--port", "-p", min=0, max=65535, help="Port (0: any free one, printed)."),
+    max_requests: Optional[int] = typer.Option(None, "--max-requests", min=1, help="Stop after answering N chat completions (tests, automation)."),
+    idle_exit: Optional[float] = typer.Option(None, "--idle-exit", min=0.1, help="Stop after SECONDS without a request (tests, automation)."),
+    run_dir: Path = RUN_DIR,
+) -> None:
+    """M_N behind an OpenAI-compatible endpoint: POST /v1/chat/completions, GET /v1/models (needs the `serve` extra)."""
+    serve_model(run_dir, round_, host, port, max_requests=max_requests, idle_exit=idle_exit, say=typer.echo,
+                news=lambda text: typer.echo(text, err=True))
 
 
 @command()

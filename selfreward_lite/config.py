@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import SrliteError
+from .judging.spec import parse_judge_spec
 from .run.files import write_json
 
 ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -61,13 +62,20 @@ class Config:
     n_candidates: int = 4  # responses sampled per prompt (paper: N = 4)
     temperature: float = 0.7  # paper: 0.7
     top_p: float = 0.9  # paper: 0.9
+    top_k: int = 0  # sample only from the k most likely tokens, in every sampling stage; 0 = off (HF's default 50 and a model's own generation_config never apply)
+    repetition_penalty: float = 1.0  # HF's repetition penalty in every sampling stage (> 1 discourages repeats); 1.0 = off
     response_max_new_tokens: int = 96  # token budget of a candidate response
     # --- judging ---
+    judge: str = "self"  # who scores the round's candidates: "self" (M_t, the paper), "m<N>", a model folder, "python:FILE.py:FUNCTION" or "openai:BASE_URL#MODEL" (judging/spec.py)
     judge_samples: int = 2  # judgments per candidate, averaged (paper: 3)
     judge_temperature: float = 0.7  # sampling temperature of the judge
     judge_top_p: float = 0.9  # nucleus sampling of the judge
     judge_max_new_tokens: int = 96  # token budget of one judgment (a judgment stops at its "Score: N" line; one cut off by the budget is unparsed, "truncated")
     judge_min_parsed: int = 1  # a candidate needs at least this many parsed judgments (of judge_samples) to be ranked
+    judge_concurrency: int = 4  # requests in flight at once to an openai: judge
+    judge_timeout: float = 120.0  # seconds to connect, and to wait for each read, of one request to an openai: judge
+    judge_max_retries: int = 5  # retries of one request to an openai: judge after a connection error, timeout, 429 or 5xx (exponential back-off)
+    judge_api_key_env: str = "OPENAI_API_KEY"  # NAME of the environment variable holding an openai: judge's API key (unset: no key sent)
     # --- pairs ---
     pair_min_margin: float = 0.0  # keep a pair only if chosen - rejected mean score > this (ties always dropped)
     length_control_margin: float | None = None  # off (null); a number >= 0: the chosen answer is the shortest of those scoring within this of the best (Meta-Rewarding's length control)
@@ -90,7 +98,12 @@ class Config:
     eval_prompts: int = 4  # held-out prompts answered by each model for the win rate; 0 = all
     eval_prompts_data: str = "bundled"  # the held-out prompt set: "bundled" or a JSONL file of {"prompt": ...}
     eval_max_new_tokens: int = 64  # token budget of an eval answer and of a pairwise verdict
-    winrate_judge: str = "newest"  # who judges M_t+1 vs M_t: "newest" (M_t+1), "m<N>" (a fixed round's model), or a local model folder
+    winrate_judge: str = "m1"  # who judges M_t+1 vs M_t: a fixed model ("m<N>", a model folder), "python:...", "openai:...", or "self" (M_t+1: favours itself)
+    # --- IFEval-format evaluation (evaluation/ifeval_run.py; needs the `ifeval` extra, lm-eval's verifiers) ---
+    ifeval_each_round: bool = True  # at the end of each round, M_t and M_t+1 answer IFEval-format prompts (greedy) scored by program; skipped with a notice if lm-eval is missing
+    ifeval_data: str = "bundled"  # IFEval-schema JSONL: "bundled" (76 held-out prompts written for srlite) or a path, e.g. google/IFEval's input_data.jsonl
+    ifeval_prompts: int = 30  # prompts of ifeval_data each model answers, evenly spaced through the file; 0 = all
+    ifeval_max_new_tokens: int = 128  # token budget of an IFEval answer (lm-eval uses 1280; a cut answer is scored as it stands)
 
 
 # Resuming with changed settings (see preflight.check_drift): fields that only change speed,
@@ -101,6 +114,8 @@ SAFE_TO_CHANGE = frozenset({
     "preset", "device", "gen_batch_size", "train_micro_batch_size", "gradient_checkpointing", "checkpoint_steps",
     "backend", "report_to", "eval_each_round", "eval_questions", "eval_prompts", "eval_prompts_data", "eval_max_new_tokens",
     "winrate_judge",  # evaluations are cached under a hash of their settings, apart from the round's artifacts
+    "ifeval_each_round", "ifeval_data", "ifeval_prompts", "ifeval_max_new_tokens",
+    "judge_concurrency", "judge_timeout", "judge_max_retries", "judge_api_key_env",  # how an endpoint is reached
 })
 RUN_WIDE = frozenset({
     "model", "quantize", "dtype", "trust_remote_code", "seed", "ift_data", "eft_train_data", "eft_eval_data",
@@ -135,6 +150,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         "eval_questions": 0,
         "eval_prompts": 0,
         "eval_max_new_tokens": 512,
+        "ifeval_prompts": 0,
+        "ifeval_max_new_tokens": 1280,  # lm-eval's IFEval setting, so the figures compare with published ones
     },
 }
 
@@ -153,7 +170,7 @@ _POSITIVE = (
     "response_max_new_tokens", "judge_samples", "judge_max_new_tokens", "dpo_batch_size",
     "max_length", "gen_batch_size", "train_micro_batch_size", "sft_epochs", "dpo_epochs",
     "sft_learning_rate", "dpo_learning_rate", "dpo_beta", "temperature", "judge_temperature",
-    "prompt_temperature", "eval_max_new_tokens",
+    "prompt_temperature", "eval_max_new_tokens", "ifeval_max_new_tokens", "judge_concurrency", "judge_timeout",
 )
 
 
@@ -211,11 +228,23 @@ def config_from_dict(values: dict[str, Any], source: str) -> Config:
         raise SrliteError(f"{source}: field 'prompt_min_words' must be between 1 and prompt_max_words.")
     if cfg.checkpoint_steps < 0:
         raise SrliteError(f"{source}: field 'checkpoint_steps' must be >= 0 (0: no training checkpoints).")
-    for name in ("eval_questions", "eval_prompts"):
+    for name in ("eval_questions", "eval_prompts", "ifeval_prompts"):
         if getattr(cfg, name) < 0:
             raise SrliteError(f"{source}: field {name!r} must be >= 0 (0 = all), got {getattr(cfg, name)!r}.")
-    if not (cfg.winrate_judge == "newest" or re.fullmatch(r"m[0-9]+", cfg.winrate_judge) or cfg.winrate_judge.strip()):
-        raise SrliteError(f"{source}: field 'winrate_judge' must be 'newest', 'm<N>' or a model folder.")
+    for name in ("judge", "winrate_judge"):
+        parse_judge_spec(getattr(cfg, name), f"{source}: field {name!r}")
+    if cfg.judge_max_retries < 0:
+        raise SrliteError(f"{source}: field 'judge_max_retries' must be >= 0.")
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", cfg.judge_api_key_env):
+        # Never echo the value: it may be the key itself, pasted into the wrong field.
+        raise SrliteError(f"{source}: field 'judge_api_key_env' must be the NAME of an environment variable "
+                          "(e.g. OPENAI_API_KEY), not the key itself.")
+    if cfg.top_k < 0:
+        raise SrliteError(f"{source}: field 'top_k' must be >= 0 (0 = off), got {cfg.top_k!r}.")
+    if cfg.repetition_penalty <= 0:
+        raise SrliteError(f"{source}: field 'repetition_penalty' must be > 0 (1.0 = off), got {cfg.repetition_penalty!r}.")
+    if not cfg.ifeval_data.strip():
+        raise SrliteError(f"{source}: field 'ifeval_data' must be 'bundled' or the path of an IFEval-schema JSONL file.")
     if cfg.pair_min_margin < 0:
         raise SrliteError(f"{source}: field 'pair_min_margin' must be >= 0.")
     if not 1 <= cfg.judge_min_parsed <= cfg.judge_samples:

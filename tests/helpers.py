@@ -169,7 +169,7 @@ def completion_logprobs(lm, prompts: Sequence[list[dict]], completions: Sequence
 
 # Evaluation settings small enough for seconds on CPU.
 EVAL_TINY = dict(lora_r=4, lora_alpha=8, judge_samples=2, judge_max_new_tokens=12, eval_questions=1, eval_prompts=2,
-                 eval_max_new_tokens=12, gen_batch_size=8)
+                 eval_max_new_tokens=12, gen_batch_size=8, ifeval_prompts=3, ifeval_max_new_tokens=12)
 
 
 def fake_round(run, t):

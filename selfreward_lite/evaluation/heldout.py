@@ -19,6 +19,7 @@ from ..judging.rubric import RUBRIC_TEMPLATE, load_rubric, split_judge_prompt
 from ..run.files import read_jsonl
 from ..run.records import read_jsonl_file
 from ..run.rundir import Run
+from .winrate import load_eval_prompts, prompts_source
 
 IFEVAL_HELDOUT = "ifeval_heldout.jsonl"
 
@@ -49,8 +50,6 @@ def eft_questions(records: list[list[dict]], rubric: str) -> list[str]:
 
 def heldout_prompts(run: Run) -> list[str]:
     """Every held-out text of the run (see the module doc), each once, in a stable order."""
-    from .winrate import load_eval_prompts, prompts_source
-
     texts = [p["prompt"] for p in load_eval_prompts(prompts_source(run))]
     texts += eft_questions([r["messages"] for r in read_jsonl(run.seed_path("eft_eval"))], load_rubric(run.cfg.rubric))
     texts += ifeval_prompts()

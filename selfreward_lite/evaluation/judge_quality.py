@@ -20,6 +20,7 @@ from ..run.files import read_json, write_json, write_jsonl
 from ..run.records import read_jsonl_file
 from ..run.rundir import Run, cache_key
 from ..ui import QuietUI
+from .intervals import correlation_interval, rate
 from .stats import kendall_tau_b, pairwise_accuracy, spearman
 
 
@@ -88,7 +89,8 @@ def judge_quality_path(run: Run, n: int, source: Path | None = None) -> Path:
         raise SrliteError(f"{source}: no such file (ranked answers for judge quality).")
     cfg = run.cfg
     key = cache_key(source.read_bytes(), load_rubric(cfg.rubric), limit, cfg.judge_samples,
-                    cfg.judge_temperature, cfg.judge_top_p, cfg.judge_max_new_tokens, cfg.seed)
+                    cfg.judge_temperature, cfg.judge_top_p, cfg.judge_max_new_tokens, cfg.seed, cfg.top_k,
+                    cfg.repetition_penalty)
     return run.judge_quality_path(n, key)
 
 
@@ -121,6 +123,17 @@ def judge_quality_metrics(items: list[dict], records: list[dict]) -> dict:
     scored = [i for i in items if means[i["id"]] is not None]
     summary = judgment_summary(records)
     refs, mods = [i["reference"] for i in scored], [means[i["id"]] for i in scored]
+    pairwise = pairwise_accuracy(list(groups.values()))
+    exact = sum(r["score"] == ref_of[r["item_id"]] for r in records)
+    # Each figure with its n and 95 % interval (Wilson; percentile bootstrap over answers for the
+    # correlations), so no display shows more certainty than the counts carry.
+    intervals = {
+        "pairwise_accuracy": rate(pairwise["correct"], pairwise["pairs"]).to_dict(),
+        "exact_match": rate(exact, len(records)).to_dict(),
+        "parse_rate": rate(summary["parsed"], summary["judgments"]).to_dict(),
+        "spearman": correlation_interval(refs, mods, "spearman").to_dict(),
+        "kendall_tau_b": correlation_interval(refs, mods, "kendall").to_dict(),
+    }
     return {
         "questions": len(groups),
         "answers": len(items),
@@ -128,14 +141,15 @@ def judge_quality_metrics(items: list[dict], records: list[dict]) -> dict:
         **{k: summary[k] for k in ("judgments", "parsed", "parse_rate", "unparsed")},
         # pairs of answers to one question with different reference scores; model ties and
         # unscored answers count as wrong
-        "pairwise": pairwise_accuracy(list(groups.values())),
+        "pairwise": pairwise,
         # share of ALL judgments (unparsed included, as misses) whose score equals the reference
-        "exact_match": sum(r["score"] == ref_of[r["item_id"]] for r in records) / len(records) if records else None,
+        "exact_match": exact / len(records) if records else None,
         # over answers with at least one parsed judgment: mean model score vs reference score
         "spearman": spearman(refs, mods),
         "kendall_tau_b": kendall_tau_b(refs, mods),
         **{k: summary[k] for k in ("histogram", "mean_score")},
         "mean_reference": sum(i["reference"] for i in items) / len(items) if items else None,
+        "intervals": intervals,
     }
 
 

@@ -1,4 +1,5 @@
-"""Agreement statistics for judge quality, in pure Python (no numpy/scipy dependency).
+"""Agreement statistics for judge quality, in pure Python (no numpy/scipy dependency), and their
+weighted form for the bootstrap (WeightedRankCorrelation, numpy imported inside).
 
 Ties get average ranks (Spearman) and the tau-b correction (Kendall), as in scipy.stats.
 A statistic that is undefined (fewer than two values, or a constant series) is None, never 0.
@@ -93,3 +94,61 @@ def pairwise_accuracy(groups: Sequence[Sequence[tuple[float, float | None]]]) ->
         "unscored": unscored,
         "accuracy": correct / pairs if pairs else None,
     }
+
+
+class WeightedRankCorrelation:
+    """Spearman rho or Kendall tau-b of weighted samples, for the bootstrap in intervals.py: item i
+    appears weights[b, i] times in resample b. A row of ones is the original sample. (numpy,
+    imported when used.)
+
+    Equal to the statistic computed on the materialised resample (the tests check this against
+    the pure-Python statistics): ties get average ranks (rho) and the tau-b correction, as in
+    scipy. Values are NaN where the statistic is undefined (a constant side).
+    """
+
+    def __init__(self, method: str, x, y):
+        import numpy as np
+
+        self.np, self.method = np, method
+        if method == "kendall":
+            sx = np.sign(x[:, None] - x[None, :])
+            sy = np.sign(y[:, None] - y[None, :])
+            # Copies of one item tie on both sides; two distinct items i, j form w_i * w_j pairs:
+            # (concordant - discordant) = 1/2 w'(Sx*Sy)w; pairs untied in x = 1/2 w'|Sx|w.
+            self.c, self.ax, self.ay = sx * sy, np.abs(sx), np.abs(sy)
+        else:
+            self.xr = self._rank_tables(x)
+            self.yr = self._rank_tables(y)
+
+    def _rank_tables(self, v):
+        np = self.np
+        uniq, inv = np.unique(v, return_inverse=True)
+        onehot = np.zeros((len(v), len(uniq)))
+        onehot[np.arange(len(v)), inv] = 1
+        return inv, onehot
+
+    def _ranks(self, w, tables):
+        inv, onehot = tables
+        counts = w @ onehot                                   # (B, distinct values)
+        below = self.np.cumsum(counts, axis=1) - counts
+        ranks = (below + (counts + 1) / 2)[:, inv]            # (B, n) average ranks per item
+        return ranks, (counts > 0).sum(axis=1) > 1            # and: more than one distinct value
+
+    def __call__(self, weights):
+        np = self.np
+        w = np.asarray(weights, dtype=np.float64)
+        if self.method == "kendall":
+            s = ((w @ self.c) * w).sum(axis=1)
+            tx = ((w @ self.ax) * w).sum(axis=1)
+            ty = ((w @ self.ay) * w).sum(axis=1)
+            ok = (tx > 0) & (ty > 0)
+            return np.where(ok, s / np.sqrt(np.where(ok, tx * ty, 1.0)), np.nan)
+        rx, okx = self._ranks(w, self.xr)
+        ry, oky = self._ranks(w, self.yr)
+        total = w.sum(axis=1, keepdims=True)
+        dx = rx - (w * rx).sum(axis=1, keepdims=True) / total
+        dy = ry - (w * ry).sum(axis=1, keepdims=True) / total
+        ok = okx & oky
+        sxy = (w * dx * dy).sum(axis=1)
+        den = np.sqrt((w * dx * dx).sum(axis=1) * (w * dy * dy).sum(axis=1))
+        return np.where(ok, sxy / np.where(ok, den, 1.0), np.nan)

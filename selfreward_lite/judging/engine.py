@@ -7,6 +7,7 @@ One implementation, used by the round's judging stage (loop/stages.judge_candida
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Sequence
 
@@ -36,7 +37,7 @@ def sampling(cfg) -> dict:
     """The judge's sampling settings, as generation.generate takes them: a judgment stops at EOS or
     right after its first complete "Score: N" line (rubric.JUDGE_STOP_STRINGS)."""
     return {"temperature": cfg.judge_temperature, "top_p": cfg.judge_top_p, "max_new_tokens": cfg.judge_max_new_tokens,
-            "stop_strings": list(JUDGE_STOP_STRINGS)}
+            "top_k": cfg.top_k, "repetition_penalty": cfg.repetition_penalty, "stop_strings": list(JUDGE_STOP_STRINGS)}
 
 
 def judge_items(lm, cfg, rubric: str, items: Sequence[dict], *, seed: int,
@@ -53,7 +54,7 @@ def judge_items(lm, cfg, rubric: str, items: Sequence[dict], *, seed: int,
     return [r for it, group in zip(items, samples) for r in parse_judgments(it, group)]
 
 
-def scores_by_item(records: Sequence[dict]) -> dict[str, list[int | None]]:
+def scores_by_item(records: Sequence[dict]) -> dict[str, list[int | float | None]]:
     """item id -> its judgments' scores (None for unparsed), in sample order."""
     out: dict[str, list[int | None]] = {}
     for r in records:
@@ -64,13 +65,19 @@ def scores_by_item(records: Sequence[dict]) -> dict[str, list[int | None]]:
 def judgment_summary(records: Sequence[dict]) -> dict:
     """How a set of judgments went: counts, parse rate (None for no judgments), why the unparsed
     ones failed, the histogram of parsed scores 0..5 and their mean. The round summary, judge
-    quality and `srlite judge` all report these."""
+    quality and `srlite judge` all report these.
+
+    Scores may be fractional (a python judge): the histogram counts each in the bin of its nearest
+    integer (x.5 goes up), so its bins still add up to `parsed`; `non_integer` says how many were
+    binned so; the mean uses the exact scores."""
     parsed = [r["score"] for r in records if r["score"] is not None]
+    bins = Counter(math.floor(s + 0.5) for s in parsed)
     return {
         "judgments": len(records),
         "parsed": len(parsed),
         "parse_rate": len(parsed) / len(records) if records else None,
         "unparsed": dict(Counter(r["parse"] for r in records if r["score"] is None)),
-        "histogram": {str(s): parsed.count(s) for s in range(MAX_SCORE + 1)},
+        "histogram": {str(s): bins[s] for s in range(MAX_SCORE + 1)},
+        "non_integer": sum(s != math.floor(s) for s in parsed),
         "mean_score": sum(parsed) / len(parsed) if parsed else None,
     }

@@ -3,7 +3,8 @@
 M1 = M0 + SFT on seed IFT + EFT.  Round t turns M_t into M_t+1:
   1. self-instruction: M_t writes new prompts;
   2. M_t samples N candidate responses per prompt;
-  3. M_t judges each candidate with the additive rubric (K samples, averaged);
+  3. M_t judges each candidate with the additive rubric (K samples, averaged), or the configured
+     `judge` does (a fixed model, a python function, an OpenAI-compatible endpoint: judging/judges.py);
   4. preference pairs: best vs worst candidate per prompt;
   5. DPO trains a new adapter stacked on M_t's, with M_t as the reference.
 Each step reads artifacts on disk and writes one; a step whose artifact exists is skipped,
@@ -16,7 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from ..evaluation.runner import evaluate_round
+from ..evaluation.runner import check_ifeval, evaluate_round
+from ..judging.judges import import_python_judges, judging_title, round_judge
 from ..models.backend import prepare
 from ..models.cache import ModelCache
 from ..run import interrupts
@@ -59,16 +61,18 @@ def run_round(run: Run, t: int, ui=QuietUI(), models: ModelCache | None = None) 
          lambda out: S.create_prompts(run, t, models.sampler(t), out, ui))
     step(run, ui, f"{run.cfg.n_candidates} candidates per prompt", rd / CANDIDATES,
          lambda out: S.sample_candidates(run, t, models.sampler(t), rd / PROMPTS, out, ui))
-    step(run, ui, f"LLM-as-a-judge, {run.cfg.judge_samples} samples each", rd / JUDGMENTS,
-         lambda out: S.judge_candidates(run, t, models.sampler(t), rd / CANDIDATES, out, ui))
+    step(run, ui, judging_title(run.cfg), rd / JUDGMENTS,
+         lambda out: S.judge_candidates(run, t, round_judge(run, t, models), rd / CANDIDATES, out, ui))
     step(run, ui, "preference pairs", rd / PAIRS,
          lambda out: S.build_pairs(run, t, rd / CANDIDATES, rd / JUDGMENTS, out))
     step(run, ui, f"DPO -> M{t + 1}", rd / ADAPTER,
          lambda out: S.train_round_adapter(run, t, models.trainer(t), rd / PAIRS, out, ui))
     step(run, ui, "round summary", rd / METRICS, lambda out: S.summarize_round(run, t, out))
-    if run.cfg.eval_each_round:
+    if run.cfg.eval_each_round or run.cfg.ifeval_each_round:
         models.release()  # M_t with its trained adapter; the evaluation loads the models it needs one at a time
-        step(run, ui, f"evaluation: judge quality of M{t} and M{t + 1}, M{t + 1} vs M{t}", run.eval_path(t),
+        what = ([f"judge quality of M{t} and M{t + 1}, M{t + 1} vs M{t}"] if run.cfg.eval_each_round else []) + \
+               (["IFEval-format accuracy"] if run.cfg.ifeval_each_round else [])
+        step(run, ui, "evaluation: " + ", ".join(what), run.eval_path(t),
              lambda out: evaluate_round(run, t, out, ui, models))
     return read_json(rd / METRICS)
 
@@ -84,6 +88,8 @@ def iterate(run_dir: Path, rounds: int, ui=QuietUI(), force: bool = False) -> li
         preflight(run, rounds, force)
         check_report_to(run.cfg)
         prepare(run.cfg)  # picks hf/unsloth; unsloth must be imported before the libraries it patches
+        check_ifeval(run, ui)  # after prepare: lm-eval imports libraries that unsloth patches
+        import_python_judges(run.cfg)  # after the backend's imports, before any model loads
         models = ModelCache(run)
         build_m1(run, ui, models)
         results = []

@@ -6,6 +6,7 @@ complete; the pipeline skips a stage whose artifact exists.
 
 from __future__ import annotations
 
+import contextlib
 import random
 import shutil
 from dataclasses import replace
@@ -13,8 +14,11 @@ from pathlib import Path
 
 from ..errors import SrliteError
 from ..evaluation.heldout import heldout_prompts
+from ..evaluation.intervals import rate
 from ..judging import engine
+from ..judging.judges import ExternalJudge
 from ..judging.rubric import TRUNCATED, load_rubric, mean_score
+from ..judging.spec import parse_judge_spec
 from ..models import adapters, generation
 from ..run import interrupts, seeds
 from ..run.files import read_json, read_jsonl, write_json, write_jsonl
@@ -37,6 +41,25 @@ def earlier_prompts(run: Run, t: int) -> list[str]:
     return [p["prompt"] for i in range(1, t) for p in read_jsonl(run.round_dir(i) / PROMPTS)]
 
 
+def stage_sampling(cfg) -> dict[str, dict]:
+    """The sampling settings of a round's three generation stages, as `generation.generate` takes them."""
+    extras = {"top_k": cfg.top_k, "repetition_penalty": cfg.repetition_penalty}
+    return {
+        "prompts": {"temperature": cfg.prompt_temperature, "top_p": cfg.prompt_top_p,
+                    "max_new_tokens": cfg.prompt_max_new_tokens, **extras},
+        "candidates": {"temperature": cfg.temperature, "top_p": cfg.top_p,
+                       "max_new_tokens": cfg.response_max_new_tokens, **extras},
+        "judging": engine.sampling(cfg),
+    }
+
+
+def _recorded(sampling: dict) -> dict:
+    """A stage's settings as the round metrics record them: every token-drawing setting, and the stop strings."""
+    s = dict(sampling)
+    stop = s.pop("stop_strings", None)
+    return {**generation.sampling_settings(**s), **({"stop_strings": stop} if stop else {})}
+
+
 # --- M1: supervised fine-tuning on IFT + EFT -------------------------------------------
 
 def train_m1(run: Run, lm, out: Path, ui=QuietUI()) -> None:
@@ -55,10 +78,11 @@ def train_m1(run: Run, lm, out: Path, ui=QuietUI()) -> None:
 
 def _train_with_backoff(run: Run, lm, train_with):
     """Train; on out-of-memory, restart from a fresh adapter with half the micro-batch
-    (gradient accumulation keeps the effective batch, so the result means the same)."""
+    (gradient accumulation keeps the effective batch, so the result means the same). The fresh
+    adapter is the first attempt's initial state again: the same seed, the same random A."""
     return with_backoff(run, "training", run.cfg.train_micro_batch_size,
                         lambda micro: train_with(replace(run.cfg, train_micro_batch_size=micro)),
-                        on_retry=lambda micro: adapters.reset_trainable(lm, seeds.adapter_init(run.cfg.seed)))
+                        on_retry=lambda micro: adapters.reset_trainable(lm, lm.init_seed))
 
 
 def summarize_m1(run: Run, out: Path) -> None:
@@ -112,8 +136,7 @@ def create_prompts(run: Run, t: int, lm, out: Path, ui=QuietUI()) -> None:
             texts = [few_shot_prompt(seed_texts, shots_earlier + kept, cfg.prompt_shots, cfg.prompt_shots_generated, rng)
                      for _ in range(want)]
             samples = with_backoff(run, "generation", cfg.gen_batch_size, lambda bs: generation.generate(
-                lm, texts, 1, temperature=cfg.prompt_temperature, top_p=cfg.prompt_top_p,
-                max_new_tokens=cfg.prompt_max_new_tokens, batch_size=bs,
+                lm, texts, 1, **stage_sampling(cfg)["prompts"], batch_size=bs,
                 seed=seeds.batch(stage_seed, batch), stop_strings=[STOP],
             ))
             before = len(kept)
@@ -187,7 +210,7 @@ def sample_candidates(run: Run, t: int, lm, prompts_file: Path, out: Path, ui=Qu
         _generate_journaled(
             run, t, seeds.CANDIDATES, lm, journal, prompts, cfg.n_candidates,
             lambda p: generation.render_chat(lm.tokenizer, [{"role": "user", "content": p["prompt"]}]), rows_of,
-            {"temperature": cfg.temperature, "top_p": cfg.top_p, "max_new_tokens": cfg.response_max_new_tokens},
+            stage_sampling(cfg)["candidates"],
             advance,
         )
     by_id = {r["id"]: r for r in journal.load()}
@@ -197,23 +220,48 @@ def sample_candidates(run: Run, t: int, lm, prompts_file: Path, out: Path, ui=Qu
 # --- 3. LLM-as-a-Judge: the same model scores every candidate K times ---------------------
 
 def judge_candidates(run: Run, t: int, lm, candidates_file: Path, out: Path, ui=QuietUI()) -> None:
+    """`lm` is the judge (judges.round_judge): a loaded model (M_t, or a fixed model) that judges with
+    the rubric in batches, or an ExternalJudge (python, openai); same records and journal either way."""
     cfg = run.cfg
     rubric = load_rubric(cfg.rubric)
+    external = isinstance(lm, ExternalJudge)
+    n = lm.samples(cfg.judge_samples) if external else cfg.judge_samples
     journal = Journal(out)
-    done = {r["candidate_id"] for r in journal.load(complete_groups("candidate_id", cfg.judge_samples))}
+    done = {r["candidate_id"] for r in journal.load(complete_groups("candidate_id", n))}
     cands = [{**c, "_done": c["id"] in done} for c in read_jsonl(candidates_file)]
 
-    def rows_of(c: dict, group) -> list[dict]:
+    def rows(c: dict, records: list[dict]) -> list[dict]:
         return [{"id": f"{c['id']}-j{r['sample']}", "candidate_id": c["id"], "prompt_id": c["prompt_id"],
                  "text": r["text"], "score": r["score"], "parse": r["parse"], "finished": r["finished"]}
-                for r in engine.parse_judgments(c, group)]
+                for r in records]
 
     with ui.progress("candidates judged", total=len(cands)) as advance:
         advance(len(done))
-        _generate_journaled(run, t, seeds.JUDGING, lm, journal, cands, cfg.judge_samples,
-                            lambda c: engine.judge_text(lm, rubric, c), rows_of, engine.sampling(cfg), advance)
+        if external:
+            _judge_external(run, t, lm, journal, cands, n, rows, advance)
+        else:
+            _generate_journaled(run, t, seeds.JUDGING, lm, journal, cands, n, lambda c: engine.judge_text(lm, rubric, c),
+                                lambda c, group: rows(c, engine.parse_judgments(c, group)), engine.sampling(cfg), advance)
     by_id = {r["id"]: r for r in journal.load()}
-    journal.finish([by_id[f"{c['id']}-j{k}"] for c in cands for k in range(cfg.judge_samples)])
+    journal.finish([by_id[f"{c['id']}-j{k}"] for c in cands for k in range(n)])
+
+
+def _judge_external(run: Run, t: int, judge: ExternalJudge, journal: Journal, cands: list[dict], n: int, rows,
+                    advance) -> None:
+    """Each candidate's judgments go to the journal as soon as they are all in (a restart asks only for
+    the rest); candidate i always gets the same seed."""
+    stage_seed = seeds.stage(run.cfg.seed, t, seeds.JUDGING)
+    todo = [i for i, c in enumerate(cands) if not c["_done"]]
+    interrupts.check()
+    try:
+        judged = judge.judge([cands[i] for i in todo], n, [seeds.batch(stage_seed, i) for i in todo])
+        with contextlib.closing(judged) as groups:
+            for group in groups:
+                journal.append([row for k, records in group for row in rows(cands[todo[k]], records)])
+                advance(len(group))
+                interrupts.check()
+    finally:
+        judge.close()
 
 
 # --- 4. preference pairs ------------------------------------------------------------------
@@ -227,10 +275,12 @@ def build_pairs(run: Run, t: int, candidates_file: Path, judgments_file: Path, o
         scores.setdefault(j["candidate_id"], []).append(j["score"])
     cands = [{**c, "score": mean_score(scores.get(c["id"], [])),
               "n_parsed": sum(s is not None for s in scores.get(c["id"], []))} for c in read_jsonl(candidates_file)]
+    # A python judge gives one judgment per answer (judges.PythonJudge.samples): it can need no more.
+    min_parsed = 1 if parse_judge_spec(cfg.judge).kind == "python" else cfg.judge_min_parsed
     pairs, dropped = select_pairs(cands, cfg.pair_min_margin, seed=seeds.stage(cfg.seed, t, seeds.PAIRS),
-                                  min_parsed=cfg.judge_min_parsed, length_margin=cfg.length_control_margin)
+                                  min_parsed=min_parsed, length_margin=cfg.length_control_margin)
     write_json(stats_of(out), {"kept": len(pairs), "dropped": dict(dropped),
-                               "candidates": candidate_counts(cands, cfg.judge_min_parsed),
+                               "candidates": candidate_counts(cands, min_parsed),
                                "length": length_stats(pairs), "length_control_margin": cfg.length_control_margin})
     write_jsonl(out, pairs)
 
@@ -270,10 +320,14 @@ def summarize_round(run: Run, t: int, out: Path) -> dict:
             "truncated": sum(not c["finished"] for c in cands),
             "mean_chars": sum(len(c["response"]) for c in cands) / max(1, len(cands)),
         },
+        "judge": run.cfg.judge,  # the spec (judging/spec.py); an openai judge's key is never part of it
         "judgments": {"total": judged.pop("judgments"), **judged,
-                      "truncated": sum(j["parse"] == TRUNCATED for j in judgments)},
+                      "truncated": sum(j["parse"] == TRUNCATED for j in judgments),
+                      "intervals": {"parse_rate": rate(judged["parsed"], len(judgments)).to_dict()}},
         "pairs": read_json(run.pairs_stats_path(t)),
         "dpo": {k: dpo[k] for k in ("steps", "first_loss", "last_loss", "reward_margin", "reward_accuracy")},
+        # every setting each stage passed to `generate` (nothing else applied: see models/generation.py)
+        "sampling": {stage: _recorded(s) for stage, s in stage_sampling(run.cfg).items()},
         "stage_seconds": {k: v["seconds"] for k, v in run.manifest().get("stages", {}).items()
                           if k.startswith(f"{rd.name}/")},
     }

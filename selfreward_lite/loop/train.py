@@ -5,7 +5,12 @@ ref_model, computes the reference with *all adapters disabled* (the bare base mo
 copies the "default" adapter into a "ref" adapter. Both are wrong for a stack: the
 reference must be exactly M_t = base + adapters 1..t. We precompute the reference
 log-probs before the first optimizer step, with the whole stack active and the new adapter
-still at B = 0 (so the model *is* M_t), and train against those.
+still at B = 0 (so the model *is* M_t), and train against those. TRL's "ref" copy is removed on
+every exit path, including an out-of-memory error inside its reference pass (then retried).
+
+Both trainings check that the new adapter learns: a non-zero gradient at the first optimizer step
+and a non-zero B at the end, else a clear error (Unsloth's fused LoRA kernels, if a stacked
+training ever ran through them, would read only the first active adapter and train nothing).
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable
-from importlib import metadata
 from pathlib import Path
 
 from ..config import Config
@@ -155,7 +159,59 @@ def _trainer(trainer_cls, lm: LoadedModel, args, rows: list[dict], on_step):
     from datasets import Dataset
 
     return trainer_cls(model=lm.model, args=args, train_dataset=Dataset.from_list(rows), processing_class=lm.tokenizer,
-                       callbacks=[_progress_callback(on_step)])
+                       callbacks=[_progress_callback(on_step), _learning_check(lm)])
+
+
+# --- the new adapter must learn -------------------------------------------------------------
+
+def _not_training(lm: LoadedModel, what: str) -> SrliteError:
+    if lm.backend == "unsloth":
+        cause = ("Unsloth's fused LoRA kernels read only the first active adapter, so a training on a stack that "
+                 "runs through them never reaches the new one (models/unsloth.py swaps them out for a stacked "
+                 "training; an Unsloth version that re-installs them defeats that). Fix: set backend to 'hf' in "
+                 "config.json, which trains the same adapters without them")
+    else:
+        cause = "the new adapter is not active, or not trainable, in the forward pass"
+    return SrliteError(
+        f"The new adapter did not train: {what}. Likely cause: {cause}. Also possible: every training sequence "
+        "lost its completion to max_length (raise max_length in config.json). Nothing was saved."
+    )
+
+
+def _trainable_params(lm: LoadedModel) -> list:
+    return [p for name, p in lm.model.named_parameters() if f".{TRAINABLE}." in name]
+
+
+def _learning_check(lm: LoadedModel):
+    """At the first optimizer step, the new adapter must have received a non-zero gradient."""
+    from transformers import TrainerCallback
+
+    class LearningCheck(TrainerCallback):
+        checked = False
+
+        def on_pre_optimizer_step(self, args, state, control, **kwargs):
+            if self.checked:
+                return
+            self.checked = True
+            grads = [p.grad for p in _trainable_params(lm) if p.grad is not None]
+            if not any(bool((g != 0).any()) for g in grads):
+                got = "its gradients were all zero" if grads else "no gradient reached its parameters"
+                raise _not_training(lm, f"at the first optimizer step {got}")
+
+    return LearningCheck()
+
+
+def _train_checked(trainer, lm: LoadedModel, checkpoint_dir: Path | None):
+    """trainer.train(), then the new adapter's B must be non-zero (it starts at zero)."""
+    try:
+        result = trainer.train(resume_from_checkpoint=last_checkpoint(checkpoint_dir))
+    except RuntimeError as e:
+        if "does not require grad" not in str(e):
+            raise
+        raise _not_training(lm, "the loss does not depend on any of its parameters") from None
+    if not any(bool((p != 0).any()) for name, p in lm.model.named_parameters() if f"lora_B.{TRAINABLE}." in name):
+        raise _not_training(lm, "its B matrices are still zero after training, so it changes nothing")
+    return result
 
 
 def _output_dir(checkpoint_dir: Path | None, prefix: str):
@@ -187,7 +243,7 @@ def train_sft(cfg: Config, lm: LoadedModel, records: list[dict], on_step=None, c
         trainer = _trainer(trainer_cls, lm, args, records, on_step)
         _quiet(trainer)
         activate(lm.model, lm.adapter_names, train_new=True)
-        result = trainer.train(resume_from_checkpoint=last_checkpoint(checkpoint_dir))
+        result = _train_checked(trainer, lm, checkpoint_dir)
     lm.model.eval()
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     return {
@@ -230,6 +286,8 @@ def _stacked_dpo_trainer_class():
 def _check_trl_runs_here(lm: LoadedModel) -> None:
     """TRL 1.15 (what the unsloth extra pins) computes DPO log-probs with a Triton-only kernel that
     fails on CPU, unless unsloth was imported first (its CPU fallback patches it); 1.16 has a CPU path."""
+    from importlib import metadata
+
     from packaging.version import Version
 
     if lm.device == "cpu" and Version(metadata.version("trl")) < Version("1.16") and "unsloth" not in sys.modules:
@@ -273,12 +331,15 @@ def train_dpo(cfg: Config, lm: LoadedModel, pairs: list[dict], on_step=None, che
             precompute_ref_batch_size=cfg.train_micro_batch_size,
             remove_unused_columns=False,
         )
-        with _no_tqdm():  # TRL's reference pass has its own tqdm bar, switched off only by this variable
-            trainer = _trainer(trainer_cls, lm, args, rows, on_step)
-        # TRL copied our new adapter into a "ref" adapter it would use as reference; we never
-        # do (the reference log-probs were precomputed from M_t), so drop it.
-        if "ref" in lm.model.peft_config:
-            lm.model.delete_adapter("ref")
+        try:
+            with _no_tqdm():  # TRL's reference pass has its own tqdm bar, switched off only by this variable
+                trainer = _trainer(trainer_cls, lm, args, rows, on_step)
+        finally:
+            # TRL copied our new adapter into a "ref" adapter it would use as reference; we never do
+            # (the reference log-probs are precomputed from M_t), so drop it, also when the trainer's
+            # reference pass failed (out of memory: the retry would otherwise meet "already exists").
+            if "ref" in lm.model.peft_config:
+                lm.model.delete_adapter("ref")
         _quiet(trainer)
         activate(lm.model, lm.adapter_names, train_new=True)
         ds = trainer.train_dataset
@@ -286,7 +347,7 @@ def train_dpo(cfg: Config, lm: LoadedModel, pairs: list[dict], on_step=None, che
             pid: (float(c), float(r))
             for pid, c, r in zip(ds["pair_id"], ds["ref_chosen_logps"], ds["ref_rejected_logps"])
         }
-        trainer.train(resume_from_checkpoint=last_checkpoint(checkpoint_dir))
+        _train_checked(trainer, lm, checkpoint_dir)
     lm.model.eval()
     log = trainer.state.log_history
     steps = [h for h in log if "loss" in h]

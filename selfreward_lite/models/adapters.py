@@ -27,6 +27,7 @@ class LoadedModel:
     device: str
     dtype: object  # torch dtype of the (non-quantised) weights and compute
     backend: str = "hf"  # which loader made it: "hf" (hf.py) or "unsloth" (unsloth.py)
+    init_seed: int | None = None  # the seed of the trainable adapter's random A (None: no trainable adapter)
 
 
 def load_adapters(base, adapter_dirs: Sequence[Path]):
@@ -56,15 +57,24 @@ def activate(model, names: list[str], train_new: bool) -> None:
         p.requires_grad = train_new and f".{TRAINABLE}." in pname
 
 
-def reset_trainable(lm: LoadedModel, seed: int) -> None:
-    """Put the trainable adapter back to its initial state (A random from `seed`, B = 0): M_t again."""
+def init_trainable(model, seed: int) -> None:
+    """Initialise the trainable adapter: A random from `seed` (PEFT's default init), B = 0.
+
+    Called right after the adapter is created (both backends) and again by `reset_trainable`, so
+    the two draw exactly the same A (creating the layers consumes random numbers of its own)."""
     import torch
     from peft.tuners.lora import LoraLayer
 
     torch.manual_seed(seed)
-    for module in lm.model.modules():
+    for module in model.modules():
         if isinstance(module, LoraLayer) and TRAINABLE in module.lora_A:
             module.reset_lora_parameters(TRAINABLE, init_lora_weights=True)
+
+
+def reset_trainable(lm: LoadedModel, seed: int) -> None:
+    """Put the trainable adapter back to its initial state (A random from `seed`, B = 0): M_t again.
+    With `lm.init_seed` as the seed, exactly the state it was created in."""
+    init_trainable(lm.model, seed)
     activate(lm.model, lm.adapter_names, train_new=True)
 
 
@@ -84,7 +94,7 @@ def fold_stack(lm: LoadedModel, name: str = FOLDED) -> LoadedModel:
     model.add_weighted_adapter(names, [1.0] * len(names), name, combination_type="cat")
     activate(model, [name], train_new=False)
     model.eval()
-    return LoadedModel(model, lm.tokenizer, [name], lm.device, lm.dtype, lm.backend)
+    return LoadedModel(model, lm.tokenizer, [name], lm.device, lm.dtype, lm.backend, lm.init_seed)
 
 
 def merge_stack(lm: LoadedModel):

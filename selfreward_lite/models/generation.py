@@ -1,5 +1,13 @@
 """Batched sampling: every stage that makes text (prompts, candidates, judgments, eval answers,
 verdicts, chat) goes through `generate`.
+
+What the model sees and how it samples are decided here, explicitly:
+- every prompt starts with exactly one BOS token when the tokenizer uses one (`prompt_ids`): chat
+  text rendered by a template that emits BOS keeps its one, raw text (the few-shot
+  self-instruction prompt) gets one, and nothing gets two; SmolLM2 and Qwen use none;
+- every sampling setting is passed to HF `generate` in a GenerationConfig built from our settings
+  only (`generation_config`), so neither HF's defaults (top_k = 50) nor the model's own
+  generation_config.json (Qwen: top_k 20, repetition_penalty 1.05) apply silently.
 """
 
 from __future__ import annotations
@@ -14,6 +22,68 @@ from .adapters import LoadedModel
 
 def render_chat(tok, messages: list[dict], add_generation_prompt: bool = True) -> str:
     return tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+
+def bos_id(tok) -> int | None:
+    """The BOS token the model expects at the start of every sequence, or None when it uses none.
+
+    A tokenizer "uses" BOS when its own encoding of plain text starts with it (Llama-3, Mistral,
+    Gemma) or its chat template writes `bos_token`. Having a bos_token is not enough: SmolLM2's is
+    <|im_start|>, which its plain encoding does not add and its template writes only as the start
+    of a turn; Qwen has none.
+    """
+    bos = tok.bos_token_id
+    if bos is None:
+        return None
+    plain = tok("a", add_special_tokens=True)["input_ids"]
+    template = tok.chat_template if isinstance(tok.chat_template, str) else ""
+    return bos if plain[:1] == [bos] or "bos_token" in template else None
+
+
+def prompt_ids(tok, text: str, bos: int | None | str = "auto") -> list[int]:
+    """The token ids of a prompt as the model sees it: exactly one BOS first when the tokenizer uses
+    one (`bos_id`; pass it when known), whether or not `text` (chat-rendered, or raw) carries it."""
+    ids = list(tok(text, add_special_tokens=False)["input_ids"])
+    bos = bos_id(tok) if bos == "auto" else bos
+    if bos is None:
+        return ids
+    while ids and ids[0] == bos:
+        ids = ids[1:]
+    return [bos] + ids
+
+
+def sampling_settings(*, temperature: float, top_p: float, top_k: int = 0, repetition_penalty: float = 1.0,
+                      max_new_tokens: int) -> dict:
+    """Every setting that decides which tokens `generate` draws, explicit; recorded as is (round
+    metrics, eval cache keys). temperature 0 = greedy; top_k 0 and repetition_penalty 1.0 = off;
+    the rest of what HF could apply (min_p, typical_p, epsilon/eta cutoffs, n-gram blocking, ...) off."""
+    sample = temperature > 0
+    return {
+        "do_sample": sample,
+        "temperature": temperature if sample else 1.0,
+        "top_p": top_p if sample else 1.0,
+        "top_k": top_k if sample else 0,
+        "min_p": None,
+        "typical_p": 1.0,
+        "epsilon_cutoff": 0.0,
+        "eta_cutoff": 0.0,
+        "repetition_penalty": repetition_penalty,
+        "encoder_repetition_penalty": 1.0,
+        "no_repeat_ngram_size": 0,
+        "num_beams": 1,
+        "max_new_tokens": max_new_tokens,
+        "min_length": 0,  # no minimum (min_new_tokens would add a no-op MinLength processor)
+    }
+
+
+def generation_config(settings: dict, *, eos_ids: list[int], pad_id: int | None, bos: int | None,
+                      num_return_sequences: int = 1):
+    """A GenerationConfig of our settings only (used in place of the model's own during `generate`)."""
+    from transformers import GenerationConfig
+
+    return GenerationConfig(**settings, eos_token_id=eos_ids, pad_token_id=pad_id, bos_token_id=bos,
+                            num_return_sequences=num_return_sequences, use_cache=True,
+                            return_dict_in_generate=False, output_scores=False, output_logits=False)
 
 
 @dataclass
@@ -33,6 +103,8 @@ def generate(
     max_new_tokens: int,
     batch_size: int,
     seed: int,
+    top_k: int = 0,
+    repetition_penalty: float = 1.0,
     stop_strings: Sequence[str] | None = None,
     on_batch: Callable[[int], None] | None = None,
     share_prefill: bool = True,
@@ -43,39 +115,41 @@ def generate(
     with n samples); texts are sorted by length so a batch carries little padding. With
     share_prefill, each text's prompt is run through the model once and its KV cache copied
     to its n samples (`num_return_sequences` would prefill every copy). Call c of the batch
-    loop draws from `seeds.generate_call(seed, c)`.
+    loop draws from `seeds.generate_call(seed, c)`. Every prompt starts with exactly one BOS when
+    the tokenizer uses one (`prompt_ids`); every sampling setting is ours (`sampling_settings`).
     """
     import torch
 
     tok, model = lm.tokenizer, lm.model
     tok.padding_side = "left"
-    lengths = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
-    order = sorted(range(len(texts)), key=lambda i: -lengths[i])
+    bos = bos_id(tok)
+    encoded = [prompt_ids(tok, t, bos) for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: -len(encoded[i]))
     per_call = max(1, batch_size // n)
     eos_ids = _eos_ids(lm)
+    settings = sampling_settings(temperature=temperature, top_p=top_p, top_k=top_k,
+                                 repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens)
+    shared = n > 1 and share_prefill and lm.backend == "hf"
+    # Unsloth's fast decoding keeps its own KV cache: it gets num_return_sequences instead.
+    gen_cfg = generation_config(settings, eos_ids=eos_ids, pad_id=tok.pad_token_id, bos=bos,
+                                num_return_sequences=1 if shared else n)
+    extra = {}
+    if lm.backend == "unsloth":
+        extra["pad_token_id"] = tok.pad_token_id  # Unsloth's generate wrapper sets its own pad id unless given one
     results: list[list[Sample]] = [[] for _ in texts]
     for call, start in enumerate(range(0, len(order), per_call)):
         idx = order[start : start + per_call]
-        enc = tok([texts[i] for i in idx], return_tensors="pt", padding=True, add_special_tokens=False)
-        enc = {k: v.to(model.device) for k, v in enc.items()}
+        enc = _left_padded([encoded[i] for i in idx], tok.pad_token_id, model.device)
         prompt_len = enc["input_ids"].shape[1]
         torch.manual_seed(seeds.generate_call(seed, call))
-        kwargs = dict(max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id, eos_token_id=eos_ids)
-        if temperature > 0:
-            kwargs.update(do_sample=True, temperature=temperature, top_p=top_p)
-        else:
-            kwargs.update(do_sample=False)
         if stop_strings:
             from transformers import StoppingCriteriaList
 
-            kwargs.update(stopping_criteria=StoppingCriteriaList([StopOnText(tok, stop_strings, prompt_len)]))
-        with torch.inference_mode(), _batch_attention(lm):
-            # Unsloth's fast decoding keeps its own KV cache: it gets num_return_sequences instead.
-            if n > 1 and share_prefill and lm.backend == "hf":
+            extra["stopping_criteria"] = StoppingCriteriaList([StopOnText(tok, stop_strings, prompt_len)])
+        with torch.inference_mode(), _batch_attention(lm), _only_our_settings(model, gen_cfg):
+            if shared:
                 enc = _shared_prefill(model, enc, n)
-            else:
-                kwargs["num_return_sequences"] = n
-            out = model.generate(**enc, **kwargs)
+            out = model.generate(**enc, generation_config=gen_cfg, **extra)
         new = out[:, prompt_len:].cpu()
         for row, seq in enumerate(new):
             ids = seq.tolist()
@@ -88,6 +162,36 @@ def generate(
         if on_batch:
             on_batch(len(idx))
     return results
+
+
+def _left_padded(rows: list[list[int]], pad_id: int, device) -> dict:
+    import torch
+
+    width = max(len(r) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        if r:
+            ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
+            mask[i, width - len(r) :] = 1
+    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
+
+
+def _base_model(model):
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+@contextlib.contextmanager
+def _only_our_settings(model, gen_cfg):
+    """HF's `generate` fills every setting left unset from the model's own generation_config (and
+    PEFT re-reads it); with ours in its place during the call, nothing is inherited."""
+    base = _base_model(model)
+    saved = base.generation_config
+    base.generation_config = gen_cfg
+    try:
+        yield
+    finally:
+        base.generation_config = saved
 
 
 @contextlib.contextmanager
@@ -107,11 +211,17 @@ def _batch_attention(lm: LoadedModel):
 
 
 def _shared_prefill(model, enc: dict, n: int) -> dict:
-    """Prefill all but the last prompt token once, then repeat inputs and cache n times."""
+    """Prefill all but the last prompt token once, then repeat inputs and cache n times.
+
+    Only the cache is needed: `logits_to_keep=1` makes the LM head score one position instead of
+    every prompt position (full-vocabulary logits for a judging batch would be ~6 GB with
+    Llama-3's 128k vocabulary; benchmarks/generation_memory.py). HF's own prefill inside
+    `generate` keeps one position too."""
     ids, mask = enc["input_ids"], enc["attention_mask"]
     # Same positions as `generate` derives from a left-padded attention mask.
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    out = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], use_cache=True)
+    out = model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], use_cache=True,
+                logits_to_keep=1)
     cache = out.past_key_values
     cache.batch_repeat_interleave(n)
     return {
@@ -143,6 +253,6 @@ class StopOnText:
 
 def _eos_ids(lm: LoadedModel) -> list[int]:
     ids = {lm.tokenizer.eos_token_id}
-    gen_eos = lm.model.generation_config.eos_token_id
+    gen_eos = _base_model(lm.model).generation_config.eos_token_id
     ids.update(gen_eos if isinstance(gen_eos, list) else [gen_eos])
     return sorted(i for i in ids if i is not None)

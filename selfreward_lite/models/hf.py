@@ -14,8 +14,9 @@ from typing import Sequence
 from ..config import Config
 from ..errors import SrliteError
 from ..run import seeds
-from .adapters import TRAINABLE, LoadedModel, activate, load_adapters
+from .adapters import TRAINABLE, LoadedModel, activate, init_trainable, load_adapters
 from .embedded import resolve_model_path
+from .generation import bos_id
 
 # A plain ChatML template for models that ship without one.
 DEFAULT_CHAT_TEMPLATE = (
@@ -79,8 +80,25 @@ def load_tokenizer(cfg: Config):
         tok.pad_token = tok.eos_token
     if not tok.chat_template:
         tok.chat_template = DEFAULT_CHAT_TEMPLATE
+    _chat_starts_with_bos(tok)
     tok.padding_side = "left"
     return tok
+
+
+def _chat_starts_with_bos(tok) -> None:
+    """A tokenizer that puts BOS before plain text (Llama-3, Mistral, Gemma) expects it before chat
+    text too. Their own templates write it; one that does not (our ChatML default on a base model)
+    gets `{{ bos_token }}` in front, so generation (models/generation.prompt_ids) and TRL's SFT/DPO
+    tokenisation (apply_chat_template, which adds no special tokens) both see exactly one."""
+    bos = bos_id(tok)
+    if bos is None or not isinstance(tok.chat_template, str):
+        return
+    try:
+        text = tok.apply_chat_template([{"role": "user", "content": "Hi"}], tokenize=False, add_generation_prompt=True)
+    except Exception:  # a template with its own rules about roles: leave it as it is
+        return
+    if tok(text, add_special_tokens=False)["input_ids"][:1] != [bos]:
+        tok.chat_template = "{{ bos_token }}" + tok.chat_template
 
 
 def load_base(cfg: Config, dtype=None):
@@ -132,10 +150,10 @@ def load_stack(cfg: Config, adapter_dirs: Sequence[Path], train_new: bool = Fals
     base = load_base(cfg, dtype)
     tok = load_tokenizer(cfg)
     model, names = load_adapters(base, adapter_dirs)
+    init_seed = None
     if train_new:
-        import torch
-
-        torch.manual_seed(seeds.adapter_init(cfg.seed))  # the new adapter's random A: the same in every process
+        # The new adapter of round t = len(adapter_dirs) (0: M1's): its own random A, the same in every process.
+        init_seed = seeds.adapter_init(cfg.seed, len(adapter_dirs))
         lora = LoraConfig(
             r=cfg.lora_r,
             lora_alpha=cfg.lora_alpha,
@@ -147,10 +165,12 @@ def load_stack(cfg: Config, adapter_dirs: Sequence[Path], train_new: bool = Fals
             model.add_adapter(TRAINABLE, lora)
         else:
             model = get_peft_model(base, lora, adapter_name=TRAINABLE)
+        init_trainable(model, init_seed)
         names.append(TRAINABLE)
     if names:
         activate(model, names, train_new)
     model.eval()
-    return LoadedModel(model, tok, names, resolve_device(cfg), base.dtype if dtype else resolve_dtype(cfg))
+    return LoadedModel(model, tok, names, resolve_device(cfg), base.dtype if dtype else resolve_dtype(cfg),
+                       init_seed=init_seed)
 
 

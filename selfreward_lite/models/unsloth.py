@@ -35,7 +35,7 @@ from typing import Sequence
 from ..config import Config
 from ..errors import SrliteError
 from ..run import seeds
-from .adapters import FOLDED, TRAINABLE, LoadedModel, activate, fold_stack, load_adapters
+from .adapters import FOLDED, TRAINABLE, LoadedModel, activate, fold_stack, init_trainable, load_adapters
 from .embedded import resolve_model_path
 from .hf import load_tokenizer, quiet_libraries, resolve_device, resolve_dtype, uses_4bit
 
@@ -78,6 +78,7 @@ def load_stack(cfg: Config, adapter_dirs: Sequence[Path], train_new: bool = True
     from peft import LoraConfig
 
     gc_mode = gradient_checkpointing_mode(cfg)
+    init_seed = seeds.adapter_init(cfg.seed, len(adapter_dirs))  # round t = len(adapter_dirs)'s new adapter
     try:
         model, _unsloth_tok = FastLanguageModel.from_pretrained(
             model_name=resolve_model_path(cfg.model),
@@ -86,7 +87,7 @@ def load_stack(cfg: Config, adapter_dirs: Sequence[Path], train_new: bool = True
             load_in_4bit=uses_4bit(cfg),
             trust_remote_code=cfg.trust_remote_code,
             use_gradient_checkpointing=gc_mode,
-            random_state=seeds.adapter_init(cfg.seed),
+            random_state=init_seed,
             fix_tokenizer=False,
         )
     except OSError as e:
@@ -111,8 +112,9 @@ def load_stack(cfg: Config, adapter_dirs: Sequence[Path], train_new: bool = True
             model.add_adapter(TRAINABLE, LoraConfig(task_type="CAUSAL_LM", **lora_kwargs(cfg)))
         else:
             model = FastLanguageModel.get_peft_model(
-                model, **lora_kwargs(cfg), use_gradient_checkpointing=gc_mode, random_state=seeds.adapter_init(cfg.seed)
+                model, **lora_kwargs(cfg), use_gradient_checkpointing=gc_mode, random_state=init_seed
             )
+        init_trainable(model, init_seed)  # the same A as the HF backend's, and as an OOM retry's reset
         names.append(TRAINABLE)
     if stack:
         # Install the fused kernels with the folded adapter as the only active one.
@@ -121,7 +123,7 @@ def load_stack(cfg: Config, adapter_dirs: Sequence[Path], train_new: bool = True
         if patch is not None:
             model = patch(model, use_gradient_checkpointing=gc_mode)
     model._srlite_kernels = {"plain": plain, "fused": _kernel_state(model)}
-    lm = LoadedModel(model, tok, names, lm.device, lm.dtype, backend="unsloth")
+    lm = LoadedModel(model, tok, names, lm.device, lm.dtype, backend="unsloth", init_seed=init_seed if train_new else None)
     if names:
         activate(model, names, train_new=train_new)
     return sampling_mode(lm) if stack and not train_new else lm

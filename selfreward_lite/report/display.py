@@ -9,7 +9,8 @@ from __future__ import annotations
 import contextlib
 
 from ..ui import QuietUI
-from .tables import fmt, judge_quality_rows, length_gap, reasons, rounds_rows, win_rate_rows
+from .tables import (fmt, ifeval_comparison_rows, ifeval_rows, ifeval_skipped_text, judge_quality_rows, length_gap,
+                     parse_rate_text, rate_text, reasons, rounds_rows, win_rate_rows)
 
 
 class RichUI(QuietUI):
@@ -72,7 +73,21 @@ def judge_quality_table(quality: dict):
 
 
 def win_rate_table(rates: list[dict]):
-    return rich_table("Instruction following: newer vs older model, both answer orders", *win_rate_rows(rates))
+    return rich_table("Instruction following, judged: newer vs older model, both answer orders", *win_rate_rows(rates))
+
+
+def ifeval_tables(scores: dict, comparisons: list[dict], skipped: str | None = None) -> list:
+    """IFEval-format accuracy per model and the paired comparisons; or why it was skipped."""
+    parts = []
+    if any(scores.values()):
+        parts.append(rich_table("Instruction following, verified by program (IFEval format, greedy)",
+                                *ifeval_rows(scores)))
+    if comparisons:
+        parts.append(rich_table("IFEval format, same prompts: improved / worsened (exact McNemar)",
+                                *ifeval_comparison_rows(comparisons)))
+    if skipped:
+        parts.append(f"[yellow]{skipped}[/]")
+    return parts
 
 
 def round_table(title: str, m: dict):
@@ -90,7 +105,7 @@ def round_table(title: str, m: dict):
     t.add_row("", "mean response length", f"{c['mean_chars']:.0f} chars")
     t.add_row("judging", "judgments / parsed", f"{j['total']} / {j['parsed']}")
     t.add_row("", "truncated (cut at the token budget: unparsed)", fmt(j.get("truncated")))
-    t.add_row("", "parse rate", fmt(j["parse_rate"], pct=True))
+    t.add_row("", "parse rate", parse_rate_text(j, j["total"]))
     t.add_row("", "unparsed because", reasons(j["unparsed"]))
     hist = j["histogram"]
     t.add_row("", "score histogram 0..5", "  ".join(f"{s}:{hist.get(str(s), 0)}" for s in range(6)))
@@ -103,15 +118,29 @@ def round_table(title: str, m: dict):
     t.add_row("", "mean chosen − rejected length", length_gap(pr))
     t.add_row("DPO", "steps", fmt(d["steps"]))
     t.add_row("", "loss first → last", f"{fmt(d['first_loss'])} → {fmt(d['last_loss'])}")
-    t.add_row("", "reward margin / accuracy", f"{fmt(d['reward_margin'])} / {fmt(d['reward_accuracy'])}")
+    t.add_row("", "reward margin / accuracy (training batches)", f"{fmt(d['reward_margin'])} / {fmt(d['reward_accuracy'])}")
     return t
 
 
+def _ifeval_parts(ev: dict | None) -> list:
+    """IFEval tables from an evaluation's "ifeval" entry (eval.json or `srlite eval`), or its skip notice."""
+    if not ev:
+        return []
+    if "skipped" in ev:
+        return ifeval_tables({}, [], ifeval_skipped_text(ev))
+    models = ev["models"] if isinstance(ev["models"], dict) else {m["model"]: m for m in ev["models"]}
+    comparisons = ev.get("comparisons") or ([ev["comparison"]] if ev.get("comparison") else [])
+    return ifeval_tables(models, comparisons)
+
+
 def round_eval_tables(ev: dict):
-    """The end-of-round evaluation (roundN/eval.json) as two tables."""
+    """The end-of-round evaluation (roundN/eval.json) as tables."""
     from rich.console import Group
 
-    return Group(judge_quality_table(ev["judge_quality"]), win_rate_table([ev["win_rate"]]))
+    parts = []
+    if "judge_quality" in ev:
+        parts += [judge_quality_table(ev["judge_quality"]), win_rate_table([ev["win_rate"]])]
+    return Group(*parts, *_ifeval_parts(ev.get("ifeval")))
 
 
 def eval_tables(result: dict):
@@ -121,7 +150,7 @@ def eval_tables(result: dict):
     parts = [judge_quality_table({q["model"]: q for q in result["judge_quality"]})]
     if result["win_rates"]:
         parts.append(win_rate_table(result["win_rates"]))
-    return Group(*parts)
+    return Group(*parts, *_ifeval_parts(result.get("ifeval")))
 
 
 def report_tables(data: dict):
@@ -134,6 +163,10 @@ def report_tables(data: dict):
     rates = [r["win_rate"] for r in data["rounds"] if r["win_rate"]]
     if rates:
         parts.append(win_rate_table(rates))
+    skipped = sorted({r["ifeval_skipped"] for r in data["rounds"] if r.get("ifeval_skipped")})
+    parts += ifeval_tables({f"M{n}": s for n, s in (data.get("ifeval") or {}).items()},
+                           [r["ifeval_comparison"] for r in data["rounds"] if r.get("ifeval_comparison")],
+                           ifeval_skipped_text({"skipped": skipped[0]}) if skipped else None)
     return Group(*parts)
 
 
@@ -146,14 +179,14 @@ def judge_file_table(summary: dict):
     t.add_column("value")
     t.add_row("records", f"{summary['records']} ({summary['kind']})")
     t.add_row("judgments / parsed", f"{summary['judgments']} / {summary['parsed']}")
-    t.add_row("parse rate", fmt(summary["parse_rate"], pct=True))
+    t.add_row("parse rate", parse_rate_text(summary, summary["judgments"]))
     t.add_row("unparsed because", reasons(summary["unparsed"]))
     t.add_row("score histogram 0..5", "  ".join(f"{s}:{summary['histogram'][str(s)]}" for s in range(6)))
     t.add_row("mean score", fmt(summary["mean_score"]))
     if summary["kind"] == "pairs":
         t.add_row("labelled pairs: correct / ties / unscored",
                   f"{summary['pairs_correct']} / {summary['pairs_tied']} / {summary['pairs_unscored']} of {summary['pairs_labelled']}")
-        t.add_row("pairwise accuracy (ties count as wrong)", fmt(summary["pairwise_accuracy"], pct=True))
+        t.add_row("pairwise accuracy (ties count as wrong)", rate_text(None, summary["pairs_correct"], summary["pairs_labelled"]))
     t.add_row("written to", summary["out_dir"])
     return t
 

@@ -1,11 +1,38 @@
 """PNG plots for `srlite report` (matplotlib, Agg backend: no display needed).
 
-Each plot is drawn only when its data exists; the result maps a title to a file name.
+Each plot is drawn only when its data exists; the result maps a title to a file name. Rates and
+correlations are drawn with their 95 % intervals as error bars, read from the stored figures
+(intervals.Rate / Correlation dicts); a figure with fewer than MIN_N observations is not drawn as
+a value but written as "too few (n=…)" where its point would be.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+
+from ..evaluation.intervals import MIN_N, rate, win_rate
+
+
+def _rate_dict(stored: dict | None, k: int | None, n: int | None) -> dict | None:
+    # older artifacts carry only counts: the interval is computed from them, by the same code
+    return stored or (rate(k, n).to_dict() if k is not None and n is not None else None)
+
+
+def _points(ax, xs, figures, label: str, style: str, offset: float = 0.0) -> None:
+    """Values with error bars; "too few (n=…)" or "no data" written instead of a point with little data."""
+    px, py, lo, hi = [], [], [], []
+    for x, f in zip(xs, figures):
+        value = None if f is None else f.get("rate", f.get("value"))
+        if f is None or not f.get("enough", f["n"] >= MIN_N) or value is None or f.get("ci_low") is None:
+            if f is not None:
+                ax.annotate("too few" if f["n"] < MIN_N else "no interval", (x + offset, 0.02), rotation=90,
+                            fontsize=6, color="grey", xycoords=("data", "axes fraction"))
+            continue
+        px.append(x + offset)
+        py.append(value)
+        lo.append(value - f["ci_low"])
+        hi.append(f["ci_high"] - value)
+    ax.errorbar(px, py, yerr=[lo, hi], fmt=style, capsize=3, label=f"{label}")
 
 
 def write_plots(data: dict, out_dir: Path) -> dict[str, str]:
@@ -77,28 +104,54 @@ def write_plots(data: dict, out_dir: Path) -> dict[str, str]:
         a2.legend()
         save(fig, "dpo.png", "DPO loss and reward margins")
 
-    quality = {n: q for n, q in data["judge_quality"].items() if q}
+    quality = {int(n): q for n, q in data["judge_quality"].items() if q}
     if quality:
-        fig, ax = plt.subplots(figsize=(7, 3.5))
-        xs = [int(n) for n in quality]
-        for key, label in (("accuracy", "pairwise accuracy"),):
-            ax.plot(xs, [q["pairwise"][key] if q["pairwise"][key] is not None else float("nan") for q in quality.values()],
-                    "o-", label=label)
-        for key, label in (("exact_match", "exact match"), ("spearman", "Spearman"), ("kendall_tau_b", "Kendall τ-b")):
-            ax.plot(xs, [q[key] if q[key] is not None else float("nan") for q in quality.values()], "o--", label=label)
-        ax.plot(xs, [1 - q["parse_rate"] if q["parse_rate"] is not None else float("nan") for q in quality.values()],
-                "x:", label="parse failures")
-        ax.set(xlabel="model M_N", title="Judge quality on held-out ranked answers")
+        fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 3.8))
+        xs = list(quality)
+        ci = [q.get("intervals") or {} for q in quality.values()]
+        qs = list(quality.values())
+        _points(a1, xs, [c.get("pairwise_accuracy") or _rate_dict(None, q["pairwise"]["correct"], q["pairwise"]["pairs"])
+                         for c, q in zip(ci, qs)], "pairwise accuracy", "o-", -0.1)
+        _points(a1, xs, [c.get("exact_match") or _rate_dict(None, None if q["exact_match"] is None else
+                                                            round(q["exact_match"] * q["judgments"]), q["judgments"])
+                         for c, q in zip(ci, qs)], "exact match", "s--", 0.0)
+        _points(a1, xs, [c.get("parse_rate") or _rate_dict(None, q["parsed"], q["judgments"]) for c, q in zip(ci, qs)],
+                "parse rate", "x:", 0.1)
+        a1.set(xlabel="model M_N", ylim=(0, 1), title="Judge quality (95% Wilson intervals)")
+        _points(a2, xs, [c.get("spearman") for c in ci], "Spearman ρ", "o-", -0.05)
+        _points(a2, xs, [c.get("kendall_tau_b") for c in ci], "Kendall τ-b", "s--", 0.05)
+        a2.axhline(0, color="k", linestyle=":")
+        a2.set(xlabel="model M_N", ylim=(-1, 1), title="Agreement with reference scores (95% bootstrap)")
+        for ax in (a1, a2):
+            ax.set_xticks(xs, [f"M{n}" for n in xs])
+            ax.legend(fontsize=7)
+        save(fig, "judge_quality.png", "Judge accuracy per model")
+
+    ifeval = {int(n): s for n, s in (data.get("ifeval") or {}).items() if s}
+    if ifeval:
+        fig, ax = plt.subplots(figsize=(7, 3.8))
+        xs = list(ifeval)
+        for k, (key, label, style) in enumerate((("prompt_strict", "prompt-level strict", "o-"),
+                                                 ("prompt_loose", "prompt-level loose", "o--"),
+                                                 ("instruction_strict", "instruction-level strict", "s-"),
+                                                 ("instruction_loose", "instruction-level loose", "s--"))):
+            _points(ax, xs, [s[key] for s in ifeval.values()], label, style, (k - 1.5) * 0.06)
+        ax.set(xlabel="model M_N", ylabel="share followed", ylim=(0, 1),
+               title="IFEval-format accuracy (greedy; 95% Wilson intervals)")
         ax.set_xticks(xs, [f"M{n}" for n in xs])
         ax.legend(fontsize=7)
-        save(fig, "judge_quality.png", "Judge accuracy per model")
+        save(fig, "ifeval.png", "IFEval-format accuracy per model")
 
     wr = [r for r in data["rounds"] if r["win_rate"]]
     if wr:
-        fig, ax = plt.subplots(figsize=(7, 3.5))
-        labels = [f"M{r['round'] + 1} vs M{r['round']}" for r in wr]
-        ax.bar(labels, [r["win_rate"]["win_rate"] if r["win_rate"]["win_rate"] is not None else 0 for r in wr])
+        fig, ax = plt.subplots(figsize=(7, 3.8))
+        xs = list(range(len(wr)))
+        _points(ax, xs, [(r["win_rate"].get("intervals") or {}).get("win_rate")
+                         or win_rate(r["win_rate"]["wins"], r["win_rate"]["losses"], r["win_rate"]["ties"]).to_dict()
+                         for r in wr], "win rate (ties = ½)", "o")
         ax.axhline(0.5, color="k", linestyle=":")
-        ax.set(ylim=(0, 1), ylabel="win rate (ties = ½)", title="Newer model vs previous, both orders")
+        ax.set_xticks(xs, [f"M{r['round'] + 1} vs M{r['round']}\n(judge {r['win_rate']['judge']})" for r in wr])
+        ax.set(xlim=(-0.5, len(wr) - 0.5), ylim=(0, 1), ylabel="win rate",
+               title="Newer model vs previous, both orders (95% Wilson intervals)")
         save(fig, "win_rate.png", "Win rate per round")
     return plots

@@ -4,9 +4,46 @@
 
 from __future__ import annotations
 
+from ..evaluation.intervals import (MIN_N, Correlation, PairedComparison, Rate, format_correlation, format_p, rate,
+                                    win_rate)
+
 Table = tuple[list[str], list[list[str]]]
 
 DASH = "–"
+
+
+# --- figures with their n and interval: every rate and correlation shown goes through intervals.py ---
+
+def rate_text(stored: dict | None, k: int | None = None, n: int | None = None) -> str:
+    """A rate stored by intervals.Rate.to_dict, or (older artifacts) one from its counts k of n."""
+    if stored:
+        return str(Rate.from_dict(stored))
+    return DASH if n is None or k is None else str(rate(k, n))
+
+
+def correlation_text(stored: dict | None, value: float | None = None, n: int | None = None) -> str:
+    """A correlation stored by intervals.Correlation.to_dict (label left to the column)."""
+    if stored:
+        return format_correlation(Correlation.from_dict(stored), label=False)
+    if value is None or n is None:
+        return DASH
+    return f"too few (n={n})" if n < MIN_N else f"{value:.2f} (n={n}, no interval stored)"
+
+
+def win_rate_text(w: dict) -> str:
+    stored = (w.get("intervals") or {}).get("win_rate")
+    return str(Rate.from_dict(stored) if stored else win_rate(w["wins"], w["losses"], w["ties"]))
+
+
+def sign_test_text(by_prompt: dict | None) -> str:
+    """"new 5, old 2, even 1 of 8 prompts (exact sign test p = 0.45)"; "too few (n=4)" below MIN_N prompts."""
+    if not by_prompt:
+        return DASH
+    n = by_prompt["prompts"]
+    if n < MIN_N:
+        return f"too few (n={n})" if n else "no data (n=0)"
+    return (f"new {by_prompt['new_better']}, old {by_prompt['old_better']}, even {by_prompt['even']} of {n} "
+            f"prompts (exact sign test {format_p(by_prompt['p_value'])})")
 
 
 def fmt(value, pct: bool = False) -> str:
@@ -61,20 +98,25 @@ def rounds_rows(rounds: list[dict]) -> Table:
             f"{r['round']} (M{r['round']} → M{r['round'] + 1})",
             f"{m['prompts']['generated']} / {m['prompts']['kept']}",
             truncated(m),
-            fmt(m["judgments"]["parse_rate"], pct=True),
+            parse_rate_text(m["judgments"], m["judgments"]["total"]),
             " / ".join(str(hist.get(str(s), 0)) for s in range(6)),
             f"{m['pairs']['kept']} / {sum(m['pairs']['dropped'].values())}",
             length_gap(m["pairs"]),
             f"{fmt(m['dpo']['first_loss'])} → {fmt(m['dpo']['last_loss'])}",
             fmt(m["dpo"]["reward_margin"]),
             f"{m['candidates']['mean_chars']:.0f}",
-            fmt(w["win_rate"], pct=True) if w else DASH,
+            f"{win_rate_text(w)}, judge {w['judge']}" if w else DASH,
         ])
     return ROUNDS_HEADER, rows
 
 
-JUDGE_QUALITY_HEADER = ["model", "pairwise accuracy", "pairs", "exact match", "Spearman", "Kendall τ-b",
-                        "parse failures", "mean score"]
+def parse_rate_text(summary: dict, judgments: int) -> str:
+    """Parsed judgments of all judgments, from a judgment summary (round metrics, judge quality, `srlite judge`)."""
+    return rate_text((summary.get("intervals") or {}).get("parse_rate"), summary["parsed"], judgments)
+
+
+JUDGE_QUALITY_HEADER = ["model", "pairwise accuracy", "exact match", "Spearman ρ", "Kendall τ-b", "parse rate",
+                        "mean score"]
 
 
 def judge_quality_rows(quality: dict) -> Table:
@@ -84,19 +126,60 @@ def judge_quality_rows(quality: dict) -> Table:
         if q is None:
             rows.append([name] + [DASH] * (len(JUDGE_QUALITY_HEADER) - 1))
             continue
-        rows.append([name, fmt(q["pairwise"]["accuracy"], pct=True), str(q["pairwise"]["pairs"]),
-                     fmt(q["exact_match"], pct=True), fmt(q["spearman"]), fmt(q["kendall_tau_b"]),
-                     fmt(None if q["parse_rate"] is None else 1 - q["parse_rate"], pct=True), fmt(q["mean_score"])])
+        ci = q.get("intervals") or {}
+        exact = None if q["exact_match"] is None else round(q["exact_match"] * q["judgments"])
+        rows.append([name, rate_text(ci.get("pairwise_accuracy"), q["pairwise"]["correct"], q["pairwise"]["pairs"]),
+                     rate_text(ci.get("exact_match"), exact, q["judgments"]),
+                     correlation_text(ci.get("spearman"), q["spearman"], q["answers_scored"]),
+                     correlation_text(ci.get("kendall_tau_b"), q["kendall_tau_b"], q["answers_scored"]),
+                     parse_rate_text(q, q["judgments"]), fmt(q["mean_score"])])
     return JUDGE_QUALITY_HEADER, rows
 
 
-WIN_RATE_HEADER = ["match", "judge", "wins", "losses", "ties", "unparsed", "win rate", "picked first",
-                   "mean chars new / old"]
+WIN_RATE_HEADER = ["match", "judge", "wins / losses / ties / unparsed", "win rate (ties count ½)",
+                   "by prompt (both orders together)", "picked first answer", "mean chars new / old"]
 
 
 def win_rate_rows(rates: list[dict]) -> Table:
     return WIN_RATE_HEADER, [
-        [f"{w['new']} vs {w['old']}", w["judge"], str(w["wins"]), str(w["losses"]), str(w["ties"]),
-         str(w["unparsed"]), fmt(w["win_rate"], pct=True), fmt(w["picked_first"], pct=True), mean_chars(w)]
+        [f"{w['new']} vs {w['old']}", w["judge"], f"{w['wins']} / {w['losses']} / {w['ties']} / {w['unparsed']}",
+         win_rate_text(w), sign_test_text(w.get("by_prompt")),
+         rate_text((w.get("intervals") or {}).get("picked_first")), mean_chars(w)]
         for w in rates
     ]
+
+
+IFEVAL_HEADER = ["model", "prompt-level strict", "prompt-level loose", "instruction-level strict",
+                 "instruction-level loose", "answers cut at budget", "mean answer chars"]
+
+
+def ifeval_rows(scores: dict) -> Table:
+    """`scores`: model name -> ifeval_run.model_scores result (or None: not evaluated)."""
+    rows = []
+    for name, s in scores.items():
+        if s is None:
+            rows.append([name] + [DASH] * (len(IFEVAL_HEADER) - 1))
+            continue
+        a = s["answers"]
+        rows.append([name] + [rate_text(s[k]) for k in ("prompt_strict", "prompt_loose", "instruction_strict",
+                                                        "instruction_loose")]
+                    + [f"{a['cut_at_budget']} of {a['n']} ({s['max_new_tokens']} tokens)", f"{a['mean_chars']:.0f}"])
+    return IFEVAL_HEADER, rows
+
+
+IFEVAL_COMPARISON_HEADER = ["match", "prompt-level strict", "prompt-level loose", "instruction-level strict",
+                            "instruction-level loose"]
+
+
+def ifeval_comparison_rows(comparisons: list[dict]) -> Table:
+    """Paired, same prompts: improved (failed before, passes now) vs worsened, exact McNemar p."""
+    return IFEVAL_COMPARISON_HEADER, [
+        [f"{c['new']} vs {c['old']}"] + [str(PairedComparison.from_dict(c[k])) for k in
+                                         ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose")]
+        for c in comparisons
+    ]
+
+
+def ifeval_skipped_text(reason: dict | None) -> str | None:
+    """Why IFEval figures are missing, when an evaluation recorded that it skipped them."""
+    return f"IFEval-format evaluation skipped: {reason['skipped']}" if reason and "skipped" in reason else None

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from ..config import preset_config, save_config
 from ..errors import SrliteError
+from ..judging.judges import at_init
 from ..judging.rubric import RUBRIC_TEMPLATE, build_judge_prompt, load_rubric, split_judge_prompt
 from ..models.backend import cuda_available
 from ..version import __version__
@@ -40,6 +42,8 @@ def create_run(run_dir: Path, *, preset: str = "auto", model: str | None = None,
         if value is not None:
             overrides[SEED_FIELDS[kind]] = str(Path(value).resolve()) if Path(value).exists() else value
     cfg = preset_config(preset, **overrides)
+    # Judge files and folders: recorded absolute, checked now (a python judge's file is imported).
+    cfg = replace(cfg, judge=at_init(cfg.judge, "judge"), winrate_judge=at_init(cfg.winrate_judge, "winrate_judge"))
     # Validate every seed record before anything is written.
     records = {kind: load_records(getattr(cfg, field), kind) for kind, field in SEED_FIELDS.items()}
     rubric = load_rubric(cfg.rubric)

@@ -5,7 +5,9 @@ after an hour, and a run must never continue on inputs that contradict its finis
 - seed data: every record of the run's seed copies is valid, and unchanged since `init`;
 - config drift: settings that finished artifacts depend on have not changed (see
   config.SAFE_TO_CHANGE / RUN_WIDE), unless the user forces it;
-- disk: enough free space for the artifacts still to be written.
+- disk: enough free space for the artifacts still to be written;
+- judges: a fixed judge m<N> exists by the round it judges, a judge folder exists, a python judge's
+  file imports and has its function (judging/judges.check_judges).
 """
 
 from __future__ import annotations
@@ -18,7 +20,10 @@ from pathlib import Path
 
 from ..config import RUN_WIDE, SAFE_TO_CHANGE, Config
 from ..errors import SrliteError
+from ..judging.judges import check_judges
+from ..judging.rubric import load_rubric
 from ..models.embedded import EMBEDDED, embedded_cache_dir
+from .create import check_rendered
 from .files import read_json, temporaries, write_json
 from .records import load_records
 from .rundir import ADAPTER, METRICS, SEED_FILES, Run, checkpoints_of, file_sha256, journal_of, now
@@ -31,6 +36,7 @@ def preflight(run: Run, rounds: int, force: bool = False) -> None:
     check_seeds(run)
     check_drift(run, force)
     check_disk(run, rounds)
+    check_judges(run, rounds)
 
 
 def check_layout(run: Run) -> None:
@@ -49,9 +55,6 @@ def check_layout(run: Run) -> None:
 
 
 def check_seeds(run: Run) -> None:
-    from ..judging.rubric import load_rubric
-    from .create import check_rendered
-
     recorded = run.manifest().get("seed_sha256", {})
     for kind in SEED_FILES:
         path = run.seed_path(kind)

@@ -12,7 +12,9 @@
                          adapter/ (+ dpo.json), metrics.json, eval.json
       round2/ ...
       eval/              cached evaluations: m<N>/judge_quality-<key>.json (+ .jsonl),
-                         m<N>/responses-<key>.jsonl, winrate-m<new>-vs-m<old>-<key>.json (+ .jsonl)
+                         m<N>/responses-<key>.jsonl, winrate-m<new>-vs-m<old>-<key>.json (+ .jsonl),
+                         m<N>/ifeval_answers-<key>.jsonl, m<N>/ifeval-<key>.json (+ .jsonl),
+                         ifeval-m<new>-vs-m<old>-<key>.json
       judge/             `srlite judge`: <input name>-m<N>/ judgments.jsonl, scores.jsonl, summary.json
       logs/              TensorBoard / W&B: m1-sft/, round<N>-dpo/, rounds/
       report/            `srlite report`: report.md, report.json, *.png
@@ -29,8 +31,8 @@ import datetime as _dt
 import hashlib
 import json
 import platform
+import re
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 from ..config import Config, load_config
@@ -184,8 +186,20 @@ class Run:
     def win_rate_path(self, new: int, old: int, key: str) -> Path:
         return self.dir / EVAL_DIR / f"winrate-m{new}-vs-m{old}-{key}.json"
 
-    def judge_dir(self, input_name: str, n: int) -> Path:
-        return self.dir / JUDGE_DIR / f"{input_name}-m{n}"
+    def ifeval_answers_path(self, n: int, key: str) -> Path:
+        return self.dir / EVAL_DIR / f"m{n}" / f"ifeval_answers-{key}.jsonl"
+
+    def ifeval_path(self, n: int, key: str) -> Path:
+        """M_n's IFEval-format scores (summary; per-prompt verdicts in the .jsonl next to it)."""
+        return self.dir / EVAL_DIR / f"m{n}" / f"ifeval-{key}.json"
+
+    def ifeval_comparison_path(self, new: int, old: int, key: str) -> Path:
+        return self.dir / EVAL_DIR / f"ifeval-m{new}-vs-m{old}-{key}.json"
+
+    def judge_dir(self, input_name: str, judge: int | str) -> Path:
+        """`srlite judge`'s output for M_n (judge an int), or for another judge named by its label."""
+        name = f"m{judge}" if isinstance(judge, int) else re.sub(r"[^A-Za-z0-9._-]+", "_", judge)
+        return self.dir / JUDGE_DIR / f"{input_name}-{name}"
 
     @property
     def logs_dir(self) -> Path:
@@ -229,6 +243,8 @@ def now() -> str:
 
 
 def library_versions() -> dict:
+    from importlib import metadata  # slow to import (~50 ms): not for `srlite --help`
+
     out = {"python": platform.python_version()}
     for lib in LIBRARIES:
         try:

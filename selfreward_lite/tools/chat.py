@@ -31,6 +31,8 @@ class ChatSettings:
     top_p: float
     max_new_tokens: int
     system: str | None = None  # optional system message at the start of every conversation
+    top_k: int = 0  # the run's top_k (0 = off)
+    repetition_penalty: float = 1.0  # the run's repetition_penalty (1.0 = off)
 
 
 def settings_from(cfg, temperature: float | None = None, top_p: float | None = None,
@@ -41,6 +43,8 @@ def settings_from(cfg, temperature: float | None = None, top_p: float | None = N
         top_p=cfg.top_p if top_p is None else top_p,
         max_new_tokens=cfg.response_max_new_tokens if max_new_tokens is None else max_new_tokens,
         system=system,
+        top_k=cfg.top_k,
+        repetition_penalty=cfg.repetition_penalty,
     )
     if s.temperature < 0:
         raise SrliteError(f"--temperature must be >= 0 (0 = greedy), got {s.temperature}.")
@@ -66,7 +70,8 @@ class Chat:
         self.history.append({"role": "user", "content": user_text})
         text = self._rendered()
         s = self.settings
-        (sample,), = generation.generate(self.lm, [text], 1, temperature=s.temperature, top_p=s.top_p,
+        (sample,), = generation.generate(self.lm, [text], 1, temperature=s.temperature, top_p=s.top_p, top_k=s.top_k,
+                                         repetition_penalty=s.repetition_penalty,
                                          max_new_tokens=s.max_new_tokens, batch_size=1,
                                          seed=seeds.chat_turn(self.seed, self.turns))
         self.turns += 1
@@ -79,7 +84,7 @@ class Chat:
         budget = self.max_length - self.settings.max_new_tokens
         while True:
             text = generation.render_chat(self.lm.tokenizer, system + self.history)
-            fits = len(self.lm.tokenizer(text, add_special_tokens=False)["input_ids"]) <= budget
+            fits = len(generation.prompt_ids(self.lm.tokenizer, text)) <= budget
             if fits or len(self.history) <= 1:
                 return text
             self.history = self.history[2:]  # drop the oldest user/assistant exchange

@@ -1,4 +1,5 @@
-"""`srlite judge`: score a user's JSONL with one of the run's models and the run's rubric.
+"""`srlite judge`: score a user's JSONL with one of the run's models and the run's rubric, or with any
+judge (`--judge`: a model folder, a python function, an OpenAI-compatible endpoint).
 
 Input, one JSON object per line, either
   {"prompt": ..., "response": ...}                          a single answer, or
@@ -14,7 +15,9 @@ from pathlib import Path
 
 from ..errors import SrliteError
 from ..judging.engine import judge_items, judgment_summary, scores_by_item
+from ..judging.judges import check_spec, external_judge, judge_all
 from ..judging.rubric import load_rubric, mean_score
+from ..judging.spec import absolute, parse_judge_spec, resolved
 from ..models.cache import ModelCache
 from ..run import seeds
 from ..run.files import write_json, write_jsonl
@@ -55,25 +58,40 @@ def load_judge_input(path: Path) -> tuple[str, list[dict]]:
 
 
 def judge_file(run_dir: Path, input_path: Path, model: int | None = None, out_dir: Path | None = None,
-               ui=QuietUI()) -> dict:
-    """Judge every answer in `input_path` with M_model (default: the newest) and write the results."""
+               ui=QuietUI(), judge: str | None = None) -> dict:
+    """Judge every answer in `input_path` and write the results. The judge: M_model (default: the
+    newest), or `judge`, any judge spec (judging/spec.py; "self" means M_model)."""
     run = open_run(run_dir)
     kind, records = load_judge_input(input_path)
-    n = run.check_model(model, allow_base=True)
-    out_dir = Path(out_dir) if out_dir else run.judge_dir(Path(input_path).stem, n)
+    spec = resolved(parse_judge_spec(judge or "self", "--judge"))
+    if spec.kind != "self" and model is not None and spec.round != model:
+        raise SrliteError(f"--round {model} and --judge {spec.text!r} name two judges; give one of them.")
+    if spec.kind == "self" or spec.round is not None:  # a model of this run
+        n = run.check_model(spec.round if spec.round is not None else model, allow_base=True)
+    else:
+        n = None
+        check_spec(spec, "--judge", newest=0, when="")  # the folder exists; the python file defines the function
+    name = f"M{n}" if n is not None else spec.label
+    out_dir = Path(out_dir) if out_dir else run.judge_dir(Path(input_path).stem, n if n is not None else spec.label)
     if kind == "pairs":
         items = [{"id": f"{r['id']}/{side}", "prompt": r["prompt"], "response": r[side]}
                  for r in records for side in ("a", "b")]
     else:
         items = [{"id": r["id"], "prompt": r["prompt"], "response": r["response"]} for r in records]
-    lm = ModelCache(run).get(n)
-    with ui.progress(f"M{n} judges answers", total=len(items)) as advance:
-        judgments = judge_items(lm, run.cfg, load_rubric(run.cfg.rubric), items,
-                                seed=seeds.judge_file(run.cfg.seed), on_batch=advance)
+    samples = run.cfg.judge_samples
+    with ui.progress(f"{name} judges answers", total=len(items)) as advance:
+        if spec.external:
+            external = external_judge(spec, run.cfg)
+            samples = external.samples(samples)
+            judgments = judge_all(external, items, samples, seeds.judge_file(run.cfg.seed), on_batch=advance)
+        else:
+            lm = ModelCache(run).get(n if n is not None else spec.path)
+            judgments = judge_items(lm, run.cfg, load_rubric(run.cfg.rubric), items,
+                                    seed=seeds.judge_file(run.cfg.seed), on_batch=advance)
     by_item = scores_by_item(judgments)
     rows = score_rows(kind, records, by_item)
-    summary = {"input": str(input_path), "kind": kind, "model": f"M{n}", "rubric": run.cfg.rubric,
-               "judge_samples": run.cfg.judge_samples, "records": len(records),
+    summary = {"input": str(input_path), "kind": kind, "model": name, "judge": absolute(spec.text), "rubric": run.cfg.rubric,
+               "judge_samples": samples, "records": len(records),
                **judgment_summary(judgments), **(pair_summary(rows) if kind == "pairs" else {}),
                "out_dir": str(out_dir)}
     write_jsonl(out_dir / JUDGMENTS, judgments)

@@ -30,6 +30,7 @@ TINY = [
     "--set", "gen_batch_size=4",  # < prompts_per_round: several batches/chunks per stage, so kills land inside
     # the automatic end-of-round evaluation runs too, on 1 EFT question and 2 held-out prompts
     "--set", "eval_questions=1", "--set", "eval_prompts=2", "--set", "eval_max_new_tokens=24",
+    "--set", "ifeval_prompts=2", "--set", "ifeval_max_new_tokens=16",
 ]
 IFT_SLICE = 24
 
@@ -136,11 +137,14 @@ def test_init_and_iterate(reference):
         ev = json.loads((run / f"round{t}" / "eval.json").read_text())
         assert set(ev["judge_quality"]) == {f"M{t}", f"M{t + 1}"}
         assert ev["win_rate"]["verdicts"] == 4
+        assert set(ev["ifeval"]["models"]) == {f"M{t}", f"M{t + 1}"} and ev["ifeval"]["comparison"]["prompt_strict"]["n"] == 2
     assert json.loads((run / "round2" / "eval.json").read_text())["judge_quality"]["M2"] == \
         json.loads((run / "round1" / "eval.json").read_text())["judge_quality"]["M2"]
+    assert len(list((run / "eval" / "m2").glob("ifeval_answers-*.jsonl"))) == 1  # M2 answered once, in round 1
     r = srlite("report", "-d", run)
     assert r.returncode == 0, r.stderr
     assert (run / "report" / "report.md").is_file() and (run / "report" / "win_rate.png").is_file()
+    assert (run / "report" / "ifeval.png").is_file() and "IFEval format" in (run / "report" / "report.md").read_text()
 
 
 def start(run: Path):
@@ -155,7 +159,8 @@ def test_kill_anywhere_then_resume_gives_the_same_records(reference, tmp_path):
     ref = reference["run"]
     run = tmp_path / "run"
     # The same settings (the evaluation after the round is left out: it is not what is tested here).
-    r = srlite("init", "-d", run, "--preset", "cpu", "--ift", reference["ift"], *TINY, "--set", "eval_each_round=false")
+    r = srlite("init", "-d", run, "--preset", "cpu", "--ift", reference["ift"], *TINY, "--set", "eval_each_round=false",
+               "--set", "ifeval_each_round=false")
     assert r.returncode == 0, r.stderr
     shutil.copytree(ref / "m1", run / "m1")  # same M1 (its own kill/restart is the DPO case below)
     rd = run / "round1"

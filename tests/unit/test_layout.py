@@ -110,7 +110,7 @@ def test_the_cli_and_the_api_import_no_model_library():
 
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_modules_stay_small(module):
-    limit = 250 if module == "selfreward_lite.cli" else 400
+    limit = 280 if module == "selfreward_lite.cli" else 400  # cli: 250 + `serve` (issue 11)
     assert len(MODULES[module].read_text().splitlines()) <= limit
 
 

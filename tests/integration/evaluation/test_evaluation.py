@@ -42,12 +42,24 @@ def test_end_of_round_eval(evaluated_run, monkeypatch):
     for j in read_jsonl(cached):
         assert (j["score"] is None) == (j["parse"] != "ok")  # unparsed stays unparsed
     w = ev["win_rate"]
-    assert (w["new"], w["old"], w["judge"]) == ("M2", "M1", "M2")
+    assert (w["new"], w["old"], w["judge"]) == ("M2", "M1", "M1")  # the default winrate_judge: a fixed M1
     assert w["prompts"] == 2 and w["verdicts"] == 4  # both orders
     assert w["wins"] + w["losses"] + w["ties"] + w["unparsed"] == 4
     verdicts = read_jsonl(next((run.dir / "eval").glob("winrate-m2-vs-m1-*.jsonl")))
     assert sorted(v["a"] for v in verdicts) == ["new", "new", "old", "old"]
     assert len(read_jsonl(next((run.dir / "eval" / "m2").glob("responses-*.jsonl")))) == 2
+    # IFEval format: both models answered 3 held-out prompts (greedy, once each), scored strict and loose,
+    # with n and intervals, and compared on the same prompts.
+    i = ev["ifeval"]
+    assert set(i["models"]) == {"M1", "M2"} and i["limit"] == 3
+    for s in i["models"].values():
+        assert s["prompt_strict"]["n"] == 3 and s["prompt_strict"]["text"] == "too few (n=3)"
+        assert s["instruction_loose"]["k"] >= s["instruction_strict"]["k"] and s["decoding"] == "greedy"
+        assert s["max_new_tokens"] == 12 and s["answers"]["n"] == 3
+    c = i["comparison"]["prompt_strict"]
+    assert c["n"] == 3 and c["improved"] + c["worsened"] + c["both_pass"] + c["both_fail"] == 3
+    [answers] = list((run.dir / "eval" / "m1").glob("ifeval_answers-*.jsonl"))
+    assert [len(r["response"]) > 0 for r in read_jsonl(answers)] == [True] * 3
 
     # Everything is cached: evaluating again loads no model.
     monkeypatch.setattr(ModelCache, "get", lambda self, spec, **kw: pytest.fail(f"model {spec} loaded again"))
@@ -70,6 +82,18 @@ def test_srlite_eval_cli(evaluated_run, tmp_path):
                 if json.loads(p.read_text())["source"] == str(ranked)]
     q = json.loads(custom.read_text())
     assert q["answers"] == 2 and q["pairwise"]["pairs"] == 1 and q["judgments"] == 4
+
+    # A file in google/IFEval's schema, whole: each model answers its 2 prompts.
+    ifeval_file = tmp_path / "input_data.jsonl"
+    ifeval_file.write_text("".join(json.dumps(x) + "\n" for x in [
+        {"key": 7, "prompt": "Say hello without commas.", "instruction_id_list": ["punctuation:no_comma"], "kwargs": [{}]},
+        {"key": 8, "prompt": "Reply in lowercase: hi.", "instruction_id_list": ["change_case:english_lowercase"],
+         "kwargs": [{"num_words": None}]}]))
+    r = srlite("eval", "-d", run.dir, "--ifeval", ifeval_file, env={"COLUMNS": "400"})
+    assert r.returncode == 0, r.stderr
+    assert "IFEval format" in r.stdout and "too few (n=2)" in r.stdout
+    for m in ("m1", "m2"):
+        assert len([p for p in (run.dir / "eval" / m).glob("ifeval_answers-*.jsonl") if len(read_jsonl(p)) == 2]) == 1
 
     r = srlite("eval", "-d", run.dir, "--round", "7")
     assert r.returncode == 2 and "error:" in r.stderr and "M7 does not exist" in r.stderr
@@ -107,10 +131,13 @@ def test_srlite_report_cli(evaluated_run):
     r = srlite("report", "-d", run.dir)
     assert r.returncode == 0, r.stderr
     md = (run.dir / "report" / "report.md").read_text()
-    for png in ("judge_scores.png", "pairs.png", "response_length.png", "dpo.png", "judge_quality.png", "win_rate.png"):
+    for png in ("judge_scores.png", "pairs.png", "response_length.png", "dpo.png", "judge_quality.png", "win_rate.png",
+                "ifeval.png"):
         assert (run.dir / "report" / png).read_bytes()[:4] == b"\x89PNG", png
         assert f"({png})" in md
     assert "M1 exists (no training summary" in md  # the stand-in M1 has no m1/metrics.json
     assert "| M1 |" in md and "| M2 |" in md and "M2 vs M1" in md
     assert "too short: 1" in md and "tie (best == worst score): 2" in md
     assert "Judge quality" in r.stdout and "Instruction following" in r.stdout and "M2 vs M1" in r.stdout
+    assert "## Instruction following, verified by program (IFEval format)" in md and "| M2 vs M1 | " in md
+    assert "too few (n=3)" in md and "100.0%" not in md

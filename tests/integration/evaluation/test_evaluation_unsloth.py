@@ -17,7 +17,8 @@ from selfreward_lite.run.create import create_run
 
 
 def test_round_evaluation_loads_through_the_unsloth_backend(tmp_path, embedded, fake_unsloth, monkeypatch):
-    run = create_run(tmp_path / "run", preset="cpu", overrides={**EVAL_TINY, "dtype": "float32", "backend": "unsloth"})
+    run = create_run(tmp_path / "run", preset="cpu", overrides={**EVAL_TINY, "dtype": "float32", "backend": "unsloth",
+                                                                      "winrate_judge": "self"})
     make_nonzero_m1(run.cfg, run.m1_dir / "adapter")  # stand-ins made before the process "chooses" its backend
     fake_round(run, 1)
 

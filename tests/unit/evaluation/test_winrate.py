@@ -29,10 +29,12 @@ def test_pairwise_prompt_keeps_braces():
 
 
 def test_win_rate_summary_counts_from_the_new_models_side():
-    v = lambda a, verdict: {"a": a, "verdict": verdict,  # noqa: E731
-                            "outcome": None if verdict is None else "tie" if verdict == "tie"
-                            else "win" if (verdict == "A") == (a == "new") else "loss"}
-    verdicts = [v("new", "A"), v("old", "B"), v("new", "B"), v("old", "A"), v("new", "tie"), v("old", None)]
+    v = lambda pid, a, verdict: {"prompt_id": pid, "a": a, "verdict": verdict,  # noqa: E731
+                                 "outcome": None if verdict is None else "tie" if verdict == "tie"
+                                 else "win" if (verdict == "A") == (a == "new") else "loss"}
+    # p0: won in both orders; p1: lost both; p2: a tie and an unparsed verdict
+    verdicts = [v("p0", "new", "A"), v("p0", "old", "B"), v("p1", "new", "B"), v("p1", "old", "A"),
+                v("p2", "new", "tie"), v("p2", "old", None)]
     rows_new = [{"response": "x" * 10, "tokens": 4}, {"response": "x" * 20, "tokens": 6}]
     rows_old = [{"response": "x" * 4, "tokens": 2}, {"response": "x" * 6, "tokens": 2}]
     s = win_rate_summary(verdicts, rows_new, rows_old)
@@ -40,12 +42,19 @@ def test_win_rate_summary_counts_from_the_new_models_side():
     assert s["win_rate"] == pytest.approx(2.5 / 5)
     assert s["picked_first"] == pytest.approx(2 / 4)  # A picked twice of four A/B verdicts
     assert s["mean_chars"] == {"new": 15, "old": 5} and s["mean_tokens"] == {"new": 5, "old": 2}
+    # n and the Wilson interval are stored; 5 parsed verdicts are too few for a percentage
+    w = s["intervals"]["win_rate"]
+    assert (w["k"], w["n"], w["text"]) == (2.5, 5, "too few (n=5)") and w["ci_low"] < 0.5 < w["ci_high"]
+    assert (s["intervals"]["picked_first"]["k"], s["intervals"]["picked_first"]["n"]) == (2, 4)
+    # by prompt: each prompt counts once (p2's tie leaves it even); sign test on 1 vs 1
+    assert {k: s["by_prompt"][k] for k in ("prompts", "new_better", "old_better", "even", "p_value")} == \
+        {"prompts": 3, "new_better": 1, "old_better": 1, "even": 1, "p_value": 1.0}
 
 
 def test_resolve_judge(tmp_path):
-    assert resolve_judge("newest", 3) == 3 and resolve_judge("m1", 3) == 1
+    assert resolve_judge("self", 3) == 3 and resolve_judge("newest", 3) == 3 and resolve_judge("m1", 3) == 1
     assert resolve_judge(str(tmp_path), 3) == str(tmp_path.resolve())
-    with pytest.raises(SrliteError, match="not 'newest'"):
+    with pytest.raises(SrliteError, match="not 'self', 'm<N>'.*nor an existing model folder"):
         resolve_judge(str(tmp_path / "nope"), 3)
 
 

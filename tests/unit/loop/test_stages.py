@@ -22,7 +22,7 @@ def test_training_stage_restarts_from_fresh_adapter_after_oom(run, monkeypatch):
     calls = []
 
     class FakeLM:
-        pass
+        init_seed = 1234
 
     def fake_train(cfg, lm, pairs, on_step=None, checkpoint_dir=None, log_dir=None):
         calls.append(cfg.train_micro_batch_size)
@@ -32,13 +32,13 @@ def test_training_stage_restarts_from_fresh_adapter_after_oom(run, monkeypatch):
 
     resets = []
     monkeypatch.setattr("selfreward_lite.loop.train.train_dpo", fake_train)
-    monkeypatch.setattr("selfreward_lite.models.adapters.reset_trainable", lambda lm, seed: resets.append(lm))
+    monkeypatch.setattr("selfreward_lite.models.adapters.reset_trainable", lambda lm, seed: resets.append(seed))
     monkeypatch.setattr("selfreward_lite.models.adapters.save_adapter", lambda lm, out, name, meta: write_json(out / name, meta))
     pairs = run.round_dir(1) / "pairs.jsonl"
     pairs.parent.mkdir(parents=True)
     pairs.write_text(json.dumps({"id": "x", "prompt": "q", "chosen": "a", "rejected": "b"}) + "\n")
     stages.train_round_adapter(run, 1, FakeLM(), pairs, run.round_dir(1) / "adapter")
-    assert calls == [4, 2, 1] and len(resets) == 2
+    assert calls == [4, 2, 1] and resets == [1234, 1234]  # each retry starts from the first attempt's A
     assert read_json(run.manifest_path)["batch_sizes"]["training"] == 1
 
 

@@ -23,4 +23,6 @@ def test_generate_calls_adapters_and_trainers():
     # was model.generate's torch.manual_seed(seed * 1_000_003 + call), load_stack's manual_seed(cfg.seed),
     # and the trainers' seed / data_seed
     assert seeds.generate_call(13_000, 2) == 13_000 * 1_000_003 + 2
-    assert seeds.adapter_init(7) == 7 and seeds.training(7) == 7
+    assert seeds.training(7) == 7
+    # was load_stack's manual_seed(cfg.seed) for every round's adapter; now each round has its own
+    assert [seeds.adapter_init(7, t) for t in (0, 1, 2)] == [7004, 7014, 7024]
