@@ -30,7 +30,8 @@ def mean_chars(w: dict) -> str:
 
 
 ROUNDS_HEADER = ["round", "prompts made / kept", "judge parse rate", "scores 0..5", "pairs kept / dropped",
-                 "DPO loss first → last", "reward margin", "mean answer chars", "win rate vs previous"]
+                 "DPO loss first → last", "DPO reward accuracy / margin", "Δ log p chosen / rejected",
+                 "mean answer chars", "win rate vs previous", "warnings"]
 
 
 def rounds_rows(rounds: list[dict]) -> Table:
@@ -41,7 +42,7 @@ def rounds_rows(rounds: list[dict]) -> Table:
         if m is None:
             rows.append([str(r["round"]), "in progress"] + [DASH] * (len(ROUNDS_HEADER) - 2))
             continue
-        hist = m["judgments"]["histogram"]
+        hist, d = m["judgments"]["histogram"], m["dpo"]
         rows.append([
             f"{r['round']} (M{r['round']} → M{r['round'] + 1})",
             f"{m['prompts']['generated']} / {m['prompts']['kept']}",
@@ -49,9 +50,11 @@ def rounds_rows(rounds: list[dict]) -> Table:
             " / ".join(str(hist.get(str(s), 0)) for s in range(6)),
             f"{m['pairs']['kept']} / {sum(m['pairs']['dropped'].values())}",
             f"{fmt(m['dpo']['first_loss'])} → {fmt(m['dpo']['last_loss'])}",
-            fmt(m["dpo"]["reward_margin"]),
+            f"{fmt(d.get('reward_accuracy'), pct=True)} / {fmt(d.get('reward_margin'))}",
+            f"{fmt(d.get('delta_logp_chosen'))} / {fmt(d.get('delta_logp_rejected'))}",
             f"{m['candidates']['mean_chars']:.0f}",
             fmt(w["win_rate"], pct=True) if w else DASH,
+            " ".join(m.get("warnings", [])) or DASH,
         ])
     return ROUNDS_HEADER, rows
 
