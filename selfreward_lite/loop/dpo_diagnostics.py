@@ -16,6 +16,8 @@ on), these describe the saved adapter on all pairs, so a round that barely moved
 
 from __future__ import annotations
 
+from ..models.adapters import TRAINABLE, activate
+
 # A round "barely moved" the model below either threshold (each warns, in metrics and the terminal):
 # - mean |Δ log p| per completion token < 1e-3 nats: every token's probability changed by < 0.1 % on
 #   average; even a 500-token answer then changes by < 0.5 nats, an implicit reward β·Δ < 0.05.
@@ -33,8 +35,6 @@ def pair_logps(trainer, lm, names: list[str], batch_size: int) -> dict[str, tupl
     log-prob head, as the reference pass does; the model is left with the training stack active."""
     import torch
     from torch.utils.data import DataLoader
-
-    from ..models.adapters import activate
 
     ds = trainer.train_dataset
     loader = DataLoader(ds, batch_size=batch_size, collate_fn=trainer.data_collator, shuffle=False)
@@ -66,8 +66,6 @@ def pair_logps(trainer, lm, names: list[str], batch_size: int) -> dict[str, tupl
 
 def measure(trainer, lm, beta: float, batch_size: int) -> dict:
     """The movement figures of a finished DPO training (see module doc); the new adapter is TRAINABLE."""
-    from ..models.adapters import TRAINABLE
-
     new = pair_logps(trainer, lm, list(lm.adapter_names), batch_size)
     old = pair_logps(trainer, lm, [a for a in lm.adapter_names if a != TRAINABLE], batch_size)
     ref = dict(zip(trainer.train_dataset["pair_id"],
