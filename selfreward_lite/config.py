@@ -84,6 +84,7 @@ class Config:
     dpo_learning_rate: float = 2e-4  # peak LR, cosine decay (paper: 1e-6 full fine-tune; few pairs and LoRA need more)
     dpo_epochs: float = 2.0  # passes over the round's pairs
     dpo_batch_size: int = 4  # effective batch; paper: 16
+    warmup_ratio: float = 0.0  # share of each training's (SFT, DPO) optimizer steps with a linear LR warm-up, in [0, 1)
     # --- memory / speed ---
     max_length: int = 1024  # longest training sequence in tokens (prompt + response)
     gen_batch_size: int = 32  # sequences per batched `generate` call
@@ -132,8 +133,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "rubric": "additive",
         "lora_r": 16,
         "lora_alpha": 32,
-        "sft_epochs": 3.0,
-        "sft_learning_rate": 1e-4,
+        # LoRA scale here is alpha/r = 2; recipes below at alpha/r = 1 take about twice our LR for the same step.
+        "sft_epochs": 3.0,  # transformers/TRL default num_train_epochs; ~4.8k seed records / 16 = ~300 steps an epoch
+        "sft_learning_rate": 1e-4,  # = 2e-4 at alpha/r 1: Oxen-AI/Self-Rewarding-Language-Models src/srlm/trainer.py (Mistral-7B LoRA SFT), TRL docs peft_integration ("~10x the full fine-tuning rate")
         "sft_batch_size": 16,
         "prompts_per_round": 512,
         "prompt_max_new_tokens": 128,
@@ -141,10 +143,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         "response_max_new_tokens": 512,
         "judge_samples": 3,
         "judge_max_new_tokens": 256,
-        "dpo_learning_rate": 5e-6,
-        "dpo_epochs": 1.0,
+        "dpo_learning_rate": 5e-5,  # Oxen-AI/Self-Rewarding-Language-Models scripts/05_dpo.py (Mistral-7B LoRA DPO, batch 16); 5e-6 (TRL scripts/dpo.py LoRA, Unsloth Zephyr-DPO notebook) assumes UltraFeedback's ~3.8k steps, we get ~20 an epoch (docs/benchmarks.md)
+        "dpo_epochs": 3.0,  # Unsloth Zephyr (7B)-DPO notebook num_train_epochs=3; Oxen-AI SRLM 05_dpo.py (DPOConfig default 3)
         "dpo_batch_size": 16,
-        "gen_batch_size": 64,
+        "warmup_ratio": 0.1,  # Unsloth Zephyr (7B)-DPO notebook warmup_ratio=0.1 (Oxen-AI SRLM: 30 SFT / 50 DPO warm-up steps)
+        "gen_batch_size": 32,  # measured (docs/benchmarks.md): 8B 4-bit judging, 63 seqs of ~925+256 tokens at batch 64 peaked 23.07 GiB reserved / 16.29 allocated (HF backend); 24 GB card wants <= 20
         "train_micro_batch_size": 2,
         "gradient_checkpointing": True,
         "eval_questions": 0,
@@ -245,6 +248,8 @@ def config_from_dict(values: dict[str, Any], source: str) -> Config:
         raise SrliteError(f"{source}: field 'repetition_penalty' must be > 0 (1.0 = off), got {cfg.repetition_penalty!r}.")
     if not cfg.ifeval_data.strip():
         raise SrliteError(f"{source}: field 'ifeval_data' must be 'bundled' or the path of an IFEval-schema JSONL file.")
+    if not 0 <= cfg.warmup_ratio < 1:
+        raise SrliteError(f"{source}: field 'warmup_ratio' must be >= 0 and < 1, got {cfg.warmup_ratio!r}.")
     if cfg.pair_min_margin < 0:
         raise SrliteError(f"{source}: field 'pair_min_margin' must be >= 0.")
     if not 1 <= cfg.judge_min_parsed <= cfg.judge_samples:

@@ -325,11 +325,25 @@ def summarize_round(run: Run, t: int, out: Path) -> dict:
                       "truncated": sum(j["parse"] == TRUNCATED for j in judgments),
                       "intervals": {"parse_rate": rate(judged["parsed"], len(judgments)).to_dict()}},
         "pairs": read_json(run.pairs_stats_path(t)),
-        "dpo": {k: dpo[k] for k in ("steps", "first_loss", "last_loss", "reward_margin", "reward_accuracy")},
+        "dpo": _dpo_figures(dpo),
         # every setting each stage passed to `generate` (nothing else applied: see models/generation.py)
         "sampling": {stage: _recorded(s) for stage, s in stage_sampling(run.cfg).items()},
         "stage_seconds": {k: v["seconds"] for k, v in run.manifest().get("stages", {}).items()
                           if k.startswith(f"{rd.name}/")},
     }
+    metrics["warnings"] = list(dpo.get("movement", {}).get("warnings", []))
     write_json(out, metrics)
     return metrics
+
+
+def _dpo_figures(dpo: dict) -> dict:
+    """The round's DPO figures: reward accuracy / margin and Δ log p of M_t+1 vs M_t on all pairs after
+    training (dpo_diagnostics.py); train_reward_* are the training log's (last quarter, before each update)."""
+    moved = dpo.get("movement", {})  # absent in adapters trained before it was measured
+    return {
+        **{k: dpo[k] for k in ("steps", "first_loss", "last_loss")},
+        **{k: moved.get(k) for k in ("reward_accuracy", "reward_margin", "delta_logp_chosen", "delta_logp_rejected",
+                                     "delta_logp_per_token")},
+        "train_reward_margin": dpo["reward_margin"],
+        "train_reward_accuracy": dpo["reward_accuracy"],
+    }

@@ -30,6 +30,7 @@ from ..models.adapters import TRAINABLE, LoadedModel, activate
 from ..run import interrupts, seeds
 from ..run.rundir import ADAPTER_WEIGHTS
 from ..run.tracking import trainer_logging, trainer_report_to
+from . import dpo_diagnostics
 
 
 def _common_args(cfg: Config, lm: LoadedModel, out_dir: str, batch_size: int, checkpoints: bool, log_dir=None) -> dict:
@@ -43,7 +44,7 @@ def _common_args(cfg: Config, lm: LoadedModel, out_dir: str, batch_size: int, ch
         per_device_train_batch_size=micro,
         gradient_accumulation_steps=max(1, batch_size // micro),
         lr_scheduler_type="cosine",
-        warmup_steps=0,
+        warmup_steps=cfg.warmup_ratio,  # transformers 5: a float < 1 is a fraction of the optimizer steps
         logging_steps=1,
         **saving,
         report_to=trainer_report_to(cfg, log_dir),
@@ -348,6 +349,8 @@ def train_dpo(cfg: Config, lm: LoadedModel, pairs: list[dict], on_step=None, che
             for pid, c, r in zip(ds["pair_id"], ds["ref_chosen_logps"], ds["ref_rejected_logps"])
         }
         _train_checked(trainer, lm, checkpoint_dir)
+        lm.model.eval()
+        movement = dpo_diagnostics.measure(trainer, lm, cfg.dpo_beta, cfg.train_micro_batch_size)
     lm.model.eval()
     log = trainer.state.log_history
     steps = [h for h in log if "loss" in h]
@@ -364,6 +367,7 @@ def train_dpo(cfg: Config, lm: LoadedModel, pairs: list[dict], on_step=None, che
         "last_loss": mean_of("loss", last),
         "reward_margin": mean_of("rewards/margins", last),
         "reward_accuracy": mean_of("rewards/accuracies", last),
+        "movement": movement,  # M_t+1 vs M_t on these pairs, after training (dpo_diagnostics.py)
         "ref_logps": ref,
         "log": log,
     }

@@ -52,8 +52,16 @@ class RichUI(QuietUI):
 
     def round_done(self, t: int, metrics: dict, evaluation: dict | None) -> None:
         self.console.print(round_table(f"Round {t}: M{t} -> M{t + 1}", metrics))
+        for w in metrics.get("warnings", []):
+            self.console.print(f"[bold yellow]warning:[/] {escape(w)}")
         if evaluation is not None:
             self.console.print(round_eval_tables(evaluation))
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(text)
 
 
 def rich_table(title: str, header: list[str], rows: list[list[str]]):
@@ -118,7 +126,10 @@ def round_table(title: str, m: dict):
     t.add_row("", "mean chosen − rejected length", length_gap(pr))
     t.add_row("DPO", "steps", fmt(d["steps"]))
     t.add_row("", "loss first → last", f"{fmt(d['first_loss'])} → {fmt(d['last_loss'])}")
-    t.add_row("", "reward margin / accuracy (training batches)", f"{fmt(d['reward_margin'])} / {fmt(d['reward_accuracy'])}")
+    t.add_row("", "reward accuracy / margin (M_t+1 vs M_t)", f"{fmt(d.get('reward_accuracy'), pct=True)} / {fmt(d.get('reward_margin'))}")
+    t.add_row("", "Δ log p chosen / rejected", f"{fmt(d.get('delta_logp_chosen'))} / {fmt(d.get('delta_logp_rejected'))}")
+    for w in m.get("warnings", []):
+        t.add_row("[yellow]warning[/]", "", f"[yellow]{escape(w)}[/]")
     return t
 
 

@@ -81,8 +81,9 @@ def length_gap(pairs: dict | None) -> str:
 
 
 ROUNDS_HEADER = ["round", "prompts made / kept", "truncated answers / judgments", "judge parse rate", "scores 0..5",
-                 "pairs kept / dropped", "chosen − rejected length", "DPO loss first → last", "reward margin",
-                 "mean answer chars", "win rate vs previous"]
+                 "pairs kept / dropped", "chosen − rejected length", "DPO loss first → last",
+                 "DPO reward accuracy / margin", "Δ log p chosen / rejected", "mean answer chars", "win rate vs previous",
+                 "warnings"]
 
 
 def rounds_rows(rounds: list[dict]) -> Table:
@@ -93,7 +94,7 @@ def rounds_rows(rounds: list[dict]) -> Table:
         if m is None:
             rows.append([str(r["round"]), "in progress"] + [DASH] * (len(ROUNDS_HEADER) - 2))
             continue
-        hist = m["judgments"]["histogram"]
+        hist, d = m["judgments"]["histogram"], m["dpo"]
         rows.append([
             f"{r['round']} (M{r['round']} → M{r['round'] + 1})",
             f"{m['prompts']['generated']} / {m['prompts']['kept']}",
@@ -103,9 +104,11 @@ def rounds_rows(rounds: list[dict]) -> Table:
             f"{m['pairs']['kept']} / {sum(m['pairs']['dropped'].values())}",
             length_gap(m["pairs"]),
             f"{fmt(m['dpo']['first_loss'])} → {fmt(m['dpo']['last_loss'])}",
-            fmt(m["dpo"]["reward_margin"]),
+            f"{fmt(d.get('reward_accuracy'), pct=True)} / {fmt(d.get('reward_margin'))}",
+            f"{fmt(d.get('delta_logp_chosen'))} / {fmt(d.get('delta_logp_rejected'))}",
             f"{m['candidates']['mean_chars']:.0f}",
             f"{win_rate_text(w)}, judge {w['judge']}" if w else DASH,
+            " ".join(m.get("warnings", [])) or DASH,
         ])
     return ROUNDS_HEADER, rows
 

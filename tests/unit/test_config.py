@@ -41,6 +41,8 @@ def test_unknown_key_suggests():
         ({"length_control_margin": -1}, r"'length_control_margin' must be null \(off\) or a number >= 0"),
         ({"length_control_margin": "0.5"}, r"'length_control_margin' must be null"),
         ({"length_control_margin": True}, r"'length_control_margin' must be null"),
+        ({"warmup_ratio": 1.0}, r"'warmup_ratio' must be >= 0 and < 1"),
+        ({"warmup_ratio": -0.1}, r"'warmup_ratio' must be >= 0 and < 1"),
     ],
 )
 def test_invalid_values(values, pattern):
@@ -66,6 +68,9 @@ def test_presets():
     # GPU follows the paper: N=4, K=3, beta 0.1, T 0.7 / 0.6, top-p 0.9.
     assert (gpu.n_candidates, gpu.judge_samples, gpu.dpo_beta) == (4, 3, 0.1)
     assert (gpu.temperature, gpu.prompt_temperature, gpu.top_p, gpu.prompt_shots) == (0.7, 0.6, 0.9, 8)
+    # DPO that moves an 8B LoRA in ~20 steps an epoch (config.py cites the sources; docs/benchmarks.md measures)
+    assert (gpu.dpo_learning_rate, gpu.dpo_epochs, gpu.warmup_ratio, gpu.gen_batch_size) == (5e-5, 3.0, 0.1, 32)
+    assert cpu.warmup_ratio == 0.0
     with pytest.raises(SrliteError, match="Unknown preset"):
         preset_config("tpu")
 
