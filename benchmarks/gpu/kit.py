@@ -5,7 +5,7 @@ benchmarks/gpu/prepare.sh) sent along and $OUT set, run.sh installs the wheels a
 
     python3 benchmarks/gpu/kit.py --out $OUT/gpu_kit.json --log $OUT/gpu_kit.log --deadline EPOCH
 
-CPU smoke run of the same driver (tiny architecture, no wheels, no cap; tests/test_gpu_kit.py):
+CPU smoke run of the same driver (tiny architecture, no wheels, no cap; tests/integration/benchmarks/test_gpu_kit.py):
 
     python benchmarks/gpu/kit.py --smoke --out /tmp/gpu_kit_smoke.json
 

@@ -16,7 +16,7 @@
 # the docstring of benchmarks/gpu/kit.py. Extra arguments go to kit.py (e.g. --parts memory_8b).
 #
 # CPU smoke run of the same driver (tiny architecture, no wheels, no cap, under a minute; the
-# test suite runs it in tests/test_gpu_kit.py); OUT defaults to a new temporary folder:
+# test suite runs it in tests/integration/benchmarks/test_gpu_kit.py); OUT defaults to a new temporary folder:
 #
 #     bash benchmarks/gpu/run.sh --smoke
 set -uo pipefail
