@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 
 from ..ui import QuietUI
-from .tables import (fmt, ifeval_comparison_rows, ifeval_rows, ifeval_skipped_text, judge_quality_rows, length_gap,
+from .tables import (dpo_accuracy_text, fmt, ifeval_comparison_rows, ifeval_rows, ifeval_skipped_text, judge_quality_rows, length_gap,
                      parse_rate_text, rate_text, reasons, rounds_rows, win_rate_rows)
 
 
@@ -126,7 +126,7 @@ def round_table(title: str, m: dict):
     t.add_row("", "mean chosen − rejected length", length_gap(pr))
     t.add_row("DPO", "steps", fmt(d["steps"]))
     t.add_row("", "loss first → last", f"{fmt(d['first_loss'])} → {fmt(d['last_loss'])}")
-    t.add_row("", "reward accuracy / margin (M_t+1 vs M_t)", f"{fmt(d.get('reward_accuracy'), pct=True)} / {fmt(d.get('reward_margin'))}")
+    t.add_row("", "reward accuracy / margin (M_t+1 vs M_t)", f"{dpo_accuracy_text(d)} / {fmt(d.get('reward_margin'))}")
     t.add_row("", "Δ log p chosen / rejected", f"{fmt(d.get('delta_logp_chosen'))} / {fmt(d.get('delta_logp_rejected'))}")
     for w in m.get("warnings", []):
         t.add_row("[yellow]warning[/]", "", f"[yellow]{escape(w)}[/]")

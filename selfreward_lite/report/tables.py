@@ -104,13 +104,22 @@ def rounds_rows(rounds: list[dict]) -> Table:
             f"{m['pairs']['kept']} / {sum(m['pairs']['dropped'].values())}",
             length_gap(m["pairs"]),
             f"{fmt(m['dpo']['first_loss'])} → {fmt(m['dpo']['last_loss'])}",
-            f"{fmt(d.get('reward_accuracy'), pct=True)} / {fmt(d.get('reward_margin'))}",
+            f"{dpo_accuracy_text(d)} / {fmt(d.get('reward_margin'))}",
             f"{fmt(d.get('delta_logp_chosen'))} / {fmt(d.get('delta_logp_rejected'))}",
             f"{m['candidates']['mean_chars']:.0f}",
             f"{win_rate_text(w)}, judge {w['judge']}" if w else DASH,
             " ".join(m.get("warnings", [])) or DASH,
         ])
     return ROUNDS_HEADER, rows
+
+
+def dpo_accuracy_text(dpo: dict) -> str:
+    """DPO reward accuracy of M_t+1 vs M_t on the round's pairs, with n and its interval (rounds made
+    before it was measured on all pairs show the training batches' figure as a plain number)."""
+    n, acc = dpo.get("pairs"), dpo.get("reward_accuracy")
+    if n and acc is not None:
+        return rate_text(None, round(acc * n), n)
+    return fmt(acc)
 
 
 def parse_rate_text(summary: dict, judgments: int) -> str:

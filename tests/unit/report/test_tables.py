@@ -53,10 +53,12 @@ def test_correlation_formatting_rules():
 
 def test_rounds_table_rows():
     header, [row] = T.rounds_rows([{"round": 1, "metrics": metrics(), "win_rate": win(1, 0, 0, 23, stored=False)}])
-    assert header[2:4] == ["truncated answers / judgments", "judge parse rate"] and header[-1] == "win rate vs previous"
+    assert header[2:4] == ["truncated answers / judgments", "judge parse rate"] and header[-2:] == ["win rate vs previous", "warnings"]
     # a round made before judgments' truncation and the pairs' length gap were counted shows – for them
     assert row == ["1 (M1 → M2)", "17 / 12", "2 / –", "70.8% (n=48, 95% CI 56–82%)", "0 / 28 / 10 / 10 / 12 / 8", "12 / 3",
-                   "–", "0.693 → 0.638", "0.120", "156", "too few (n=1), judge M1"]
+                   "–", "0.693 → 0.638", "0.750 / 0.120", "– / –", "156", "too few (n=1), judge M1", "–"]
+    # measured on all the round's pairs: a rate with its n
+    assert T.dpo_accuracy_text({"pairs": 12, "reward_accuracy": 0.75}).startswith("75.0% (n=12, 95% CI")
     _, [pending] = T.rounds_rows([{"round": 2, "metrics": None, "win_rate": None}])
     assert pending[:2] == ["2", "in progress"] and set(pending[2:]) == {T.DASH}
 
