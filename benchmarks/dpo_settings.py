@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -66,7 +67,8 @@ def main() -> None:
         cfg = replace(run.cfg, **s, train_micro_batch_size=min(run.cfg.train_micro_batch_size, s["dpo_batch_size"]),
                       checkpoint_steps=0, report_to="none")
         start = time.time()
-        result = train_dpo(cfg, lm, pairs)
+        result = train_dpo(cfg, lm, pairs, on_step=lambda step, total: print(
+            f"  {name}: step {step}/{total} at {time.time() - start:.0f} s", file=sys.stderr, flush=True))
         m = result["movement"]
         rows.append({"setting": name, **s, "steps": result["steps"], "seconds": round(time.time() - start, 1),
                      **{k: m[k] for k in ("reward_accuracy", "reward_margin", "delta_logp_chosen",
