@@ -142,7 +142,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "dpo_learning_rate": 5e-6,
         "dpo_epochs": 1.0,
         "dpo_batch_size": 16,
-        "gen_batch_size": 64,
+        "gen_batch_size": 32,  # measured (docs/benchmarks.md, GPU kit): 8B 4-bit judging at 64 peaked 23.07 GiB reserved (HF), OOM at 24 GiB (Unsloth)
         "train_micro_batch_size": 2,
         "gradient_checkpointing": True,
         "eval_questions": 0,
