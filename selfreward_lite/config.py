@@ -147,7 +147,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "dpo_epochs": 3.0,  # Unsloth Zephyr (7B)-DPO notebook num_train_epochs=3; Oxen-AI SRLM 05_dpo.py (DPOConfig default 3)
         "dpo_batch_size": 16,
         "warmup_ratio": 0.1,  # Unsloth Zephyr (7B)-DPO notebook warmup_ratio=0.1 (Oxen-AI SRLM: 30 SFT / 50 DPO warm-up steps)
-        "gen_batch_size": 32,  # measured (docs/benchmarks.md): 8B 4-bit judging, 63 seqs of ~925+256 tokens at batch 64 peaked 23.07 GiB reserved / 16.29 allocated (HF backend); 24 GB card wants <= 20
+        "gen_batch_size": 32,  # measured (docs/benchmarks.md, GPU kit): 8B 4-bit judging at 64 peaked 23.07 GiB reserved (HF), OOM at 24 GiB (Unsloth)
         "train_micro_batch_size": 2,
         "gradient_checkpointing": True,
         "eval_questions": 0,

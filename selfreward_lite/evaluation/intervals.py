@@ -14,7 +14,10 @@ print "win rate 100.0 %" from a single verdict.
   See `correlation_interval` for why not Fisher's z.
 
 Pure Python except the bootstrap, which imports numpy (already installed with transformers and
-datasets) inside the function.
+datasets) inside the function. Written here rather than taken from scipy.stats (binomtest,
+bootstrap) or statsmodels because neither is in the base install (scipy arrives only with the
+`ifeval` extra, through scikit-learn), and every display needs these figures; the tests check
+them against scipy where it is installed.
 """
 
 from __future__ import annotations

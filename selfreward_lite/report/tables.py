@@ -131,21 +131,24 @@ JUDGE_QUALITY_HEADER = ["model", "pairwise accuracy", "exact match", "Spearman Ï
                         "mean score"]
 
 
+def model_rows(results: dict, header: list[str], cells) -> list[list[str]]:
+    """One row per model of `results` (model name -> result, or None: not evaluated): its name, then
+    `cells(result)`, or dashes for a model not evaluated."""
+    return [[name] + ([DASH] * (len(header) - 1) if r is None else cells(r)) for name, r in results.items()]
+
+
 def judge_quality_rows(quality: dict) -> Table:
     """`quality`: model name -> judge-quality result (or None: not evaluated)."""
-    rows = []
-    for name, q in quality.items():
-        if q is None:
-            rows.append([name] + [DASH] * (len(JUDGE_QUALITY_HEADER) - 1))
-            continue
+    def cells(q: dict) -> list[str]:
         ci = q.get("intervals") or {}
         exact = None if q["exact_match"] is None else round(q["exact_match"] * q["judgments"])
-        rows.append([name, rate_text(ci.get("pairwise_accuracy"), q["pairwise"]["correct"], q["pairwise"]["pairs"]),
-                     rate_text(ci.get("exact_match"), exact, q["judgments"]),
-                     correlation_text(ci.get("spearman"), q["spearman"], q["answers_scored"]),
-                     correlation_text(ci.get("kendall_tau_b"), q["kendall_tau_b"], q["answers_scored"]),
-                     parse_rate_text(q, q["judgments"]), fmt(q["mean_score"])])
-    return JUDGE_QUALITY_HEADER, rows
+        return [rate_text(ci.get("pairwise_accuracy"), q["pairwise"]["correct"], q["pairwise"]["pairs"]),
+                rate_text(ci.get("exact_match"), exact, q["judgments"]),
+                correlation_text(ci.get("spearman"), q["spearman"], q["answers_scored"]),
+                correlation_text(ci.get("kendall_tau_b"), q["kendall_tau_b"], q["answers_scored"]),
+                parse_rate_text(q, q["judgments"]), fmt(q["mean_score"])]
+
+    return JUDGE_QUALITY_HEADER, model_rows(quality, JUDGE_QUALITY_HEADER, cells)
 
 
 WIN_RATE_HEADER = ["match", "judge", "wins / losses / ties / unparsed", "win rate (ties count Â½)",
@@ -167,16 +170,12 @@ IFEVAL_HEADER = ["model", "prompt-level strict", "prompt-level loose", "instruct
 
 def ifeval_rows(scores: dict) -> Table:
     """`scores`: model name -> ifeval_run.model_scores result (or None: not evaluated)."""
-    rows = []
-    for name, s in scores.items():
-        if s is None:
-            rows.append([name] + [DASH] * (len(IFEVAL_HEADER) - 1))
-            continue
+    def cells(s: dict) -> list[str]:
         a = s["answers"]
-        rows.append([name] + [rate_text(s[k]) for k in ("prompt_strict", "prompt_loose", "instruction_strict",
-                                                        "instruction_loose")]
-                    + [f"{a['cut_at_budget']} of {a['n']} ({s['max_new_tokens']} tokens)", f"{a['mean_chars']:.0f}"])
-    return IFEVAL_HEADER, rows
+        return ([rate_text(s[k]) for k in ("prompt_strict", "prompt_loose", "instruction_strict", "instruction_loose")]
+                + [f"{a['cut_at_budget']} of {a['n']} ({s['max_new_tokens']} tokens)", f"{a['mean_chars']:.0f}"])
+
+    return IFEVAL_HEADER, model_rows(scores, IFEVAL_HEADER, cells)
 
 
 IFEVAL_COMPARISON_HEADER = ["match", "prompt-level strict", "prompt-level loose", "instruction-level strict",

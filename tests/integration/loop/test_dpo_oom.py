@@ -13,31 +13,40 @@ from selfreward_lite.run.files import read_json, write_jsonl
 from selfreward_lite.run.rundir import Run
 
 
-def test_oom_in_reference_pass_retries_with_half_batch_and_reference_m_t(tmp_path, monkeypatch):
+def round_one_on_m1(tmp_path):
+    """A run whose M1 is a random adapter (so round 1 trains on a stack) and whose round 1 has pairs."""
     cfg = preset_config("cpu", model=str(tiny_llama_dir(tmp_path / "m", "llama3")), dtype="float32", lora_r=2,
                         lora_alpha=4, dpo_epochs=1.0, dpo_batch_size=2, train_micro_batch_size=2, checkpoint_steps=0)
     run = Run(tmp_path / "run", cfg)
-    random_adapter(cfg, [], run.m1_dir / "adapter", seed=1)  # M1, so round 1 trains on a stack
+    random_adapter(cfg, [], run.m1_dir / "adapter", seed=1)
     pairs_file = run.round_dir(1) / "pairs.jsonl"
     write_jsonl(pairs_file, STACK_PAIRS)
+    return cfg, run, pairs_file
 
-    reference_batches = []  # (micro-batch size, adapters present) of every reference batch
+
+def reference_oom(monkeypatch, reference_batches: list, fail) -> None:
+    """The round's DPO trainer records (micro-batch size, adapters present) of every reference batch and
+    raises CUDA's out-of-memory error inside the reference pass when `fail(len(reference_batches))`."""
     make_class = train._stacked_dpo_trainer_class
 
-    def failing_first_reference_batch():
-        cls = make_class()
-
-        class OOMOnce(cls):
+    def trainer_class():
+        class OOMInReference(make_class()):
             def compute_ref_log_probs(self, model, inputs):
                 peft_model = self.accelerator.unwrap_model(self.model)
                 reference_batches.append((inputs["input_ids"].shape[0] // 2, sorted(peft_model.peft_config)))
-                if len(reference_batches) == 1:
+                if fail(len(reference_batches)):
                     raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.91 GiB")
                 return super().compute_ref_log_probs(model, inputs)
 
-        return OOMOnce
+        return OOMInReference
 
-    monkeypatch.setattr(train, "_stacked_dpo_trainer_class", failing_first_reference_batch)
+    monkeypatch.setattr(train, "_stacked_dpo_trainer_class", trainer_class)
+
+
+def test_oom_in_reference_pass_retries_with_half_batch_and_reference_m_t(tmp_path, monkeypatch):
+    cfg, run, pairs_file = round_one_on_m1(tmp_path)
+    reference_batches = []
+    reference_oom(monkeypatch, reference_batches, fail=lambda calls: calls == 1)
     lm = load_stack(cfg, run.adapters_of(1), train_new=True)
     stages.train_round_adapter(run, 1, lm, pairs_file, run.round_dir(1) / "adapter")
 
@@ -63,28 +72,13 @@ def test_oom_in_every_reference_pass_gives_a_clear_error_and_leaves_no_ref_adapt
 
     from selfreward_lite.errors import SrliteError
 
-    cfg = preset_config("cpu", model=str(tiny_llama_dir(tmp_path / "m", "llama3")), dtype="float32", lora_r=2,
-                        lora_alpha=4, dpo_epochs=1.0, dpo_batch_size=2, train_micro_batch_size=2, checkpoint_steps=0)
-    run = Run(tmp_path / "run", cfg)
-    random_adapter(cfg, [], run.m1_dir / "adapter", seed=1)
-    pairs_file = run.round_dir(1) / "pairs.jsonl"
-    write_jsonl(pairs_file, STACK_PAIRS)
-    sizes = []
-    make_class = train._stacked_dpo_trainer_class
-
-    def always_failing_reference():
-        class OOMAlways(make_class()):
-            def compute_ref_log_probs(self, model, inputs):
-                sizes.append(inputs["input_ids"].shape[0] // 2)
-                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.91 GiB")
-
-        return OOMAlways
-
-    monkeypatch.setattr(train, "_stacked_dpo_trainer_class", always_failing_reference)
+    cfg, run, pairs_file = round_one_on_m1(tmp_path)
+    reference_batches = []
+    reference_oom(monkeypatch, reference_batches, fail=lambda calls: True)
     lm = load_stack(cfg, run.adapters_of(1), train_new=True)
     with pytest.raises(SrliteError, match="Out of memory during training even at batch size 1"):
         stages.train_round_adapter(run, 1, lm, pairs_file, run.round_dir(1) / "adapter")
-    assert sizes == [2, 1]
+    assert [size for size, _ in reference_batches] == [2, 1]
     assert sorted(lm.model.peft_config) == ["default", "m1"]
     assert not (run.round_dir(1) / "adapter" / "dpo.json").exists()
 
@@ -98,27 +92,9 @@ def test_oom_in_reference_pass_on_the_unsloth_backend(tmp_path, monkeypatch, fak
     from selfreward_lite.models import unsloth as U
     from selfreward_lite.models.adapters import FOLDED, TRAINABLE
 
-    cfg = preset_config("cpu", model=str(tiny_llama_dir(tmp_path / "m", "llama3")), dtype="float32", lora_r=2,
-                        lora_alpha=4, dpo_epochs=1.0, dpo_batch_size=2, train_micro_batch_size=2, checkpoint_steps=0)
-    run = Run(tmp_path / "run", cfg)
-    random_adapter(cfg, [], run.m1_dir / "adapter", seed=1)
-    pairs_file = run.round_dir(1) / "pairs.jsonl"
-    write_jsonl(pairs_file, STACK_PAIRS)
+    cfg, run, pairs_file = round_one_on_m1(tmp_path)
     reference_batches = []
-    make_class = train._stacked_dpo_trainer_class
-
-    def failing_first_reference_batch():
-        class OOMOnce(make_class()):
-            def compute_ref_log_probs(self, model, inputs):
-                peft_model = self.accelerator.unwrap_model(self.model)
-                reference_batches.append((inputs["input_ids"].shape[0] // 2, sorted(peft_model.peft_config)))
-                if len(reference_batches) == 1:
-                    raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 3.91 GiB")
-                return super().compute_ref_log_probs(model, inputs)
-
-        return OOMOnce
-
-    monkeypatch.setattr(train, "_stacked_dpo_trainer_class", failing_first_reference_batch)
+    reference_oom(monkeypatch, reference_batches, fail=lambda calls: calls == 1)
     lm = backend.for_training(U.load_stack(cfg, run.adapters_of(1), train_new=True))
     assert lm.backend == "unsloth" and lm.adapter_names == [FOLDED, TRAINABLE]
     stages.train_round_adapter(run, 1, lm, pairs_file, run.round_dir(1) / "adapter")
