@@ -71,6 +71,7 @@ class Config:
     judge_temperature: float = 0.7  # sampling temperature of the judge
     judge_top_p: float = 0.9  # nucleus sampling of the judge
     judge_max_new_tokens: int = 96  # token budget of one judgment (a judgment stops at its "Score: N" line; one cut off by the budget is unparsed, "truncated")
+    judge_scoring: str = "sampled"  # "sampled": judge_samples judgments per answer, their "Score: N" averaged (the paper); "expected": one justification, score = probability-weighted mean of the tokens 0-5 at its "Score:" (continuous; model judges only)
     judge_min_parsed: int = 1  # a candidate needs at least this many parsed judgments (of judge_samples) to be ranked
     judge_concurrency: int = 4  # requests in flight at once to an openai: judge
     judge_timeout: float = 120.0  # seconds to connect, and to wait for each read, of one request to an openai: judge
@@ -165,6 +166,7 @@ _CHOICES = {
     "backend": ("auto", "unsloth", "hf"),
     "dtype": ("auto", "bfloat16", "float32"),
     "report_to": ("none", "tensorboard", "wandb"),
+    "judge_scoring": ("sampled", "expected"),
 }
 _OPTIONAL_NUMBER = ("length_control_margin",)  # null (off) or a number >= 0
 _POSITIVE = (
@@ -236,6 +238,9 @@ def config_from_dict(values: dict[str, Any], source: str) -> Config:
             raise SrliteError(f"{source}: field {name!r} must be >= 0 (0 = all), got {getattr(cfg, name)!r}.")
     for name in ("judge", "winrate_judge"):
         parse_judge_spec(getattr(cfg, name), f"{source}: field {name!r}")
+    if cfg.judge_scoring == "expected" and parse_judge_spec(cfg.judge).external:
+        raise SrliteError(f"{source}: judge_scoring 'expected' reads a model judge's score probabilities; "
+                          f"the judge {cfg.judge!r} gives none. Use judge_scoring 'sampled' with it.")
     if cfg.judge_max_retries < 0:
         raise SrliteError(f"{source}: field 'judge_max_retries' must be >= 0.")
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", cfg.judge_api_key_env):

@@ -9,6 +9,8 @@ keyed by a hash of the data and the settings that affect them, so each model is 
 
 from __future__ import annotations
 
+import math
+
 from pathlib import Path
 
 from ..errors import SrliteError
@@ -90,7 +92,7 @@ def judge_quality_path(run: Run, n: int, source: Path | None = None) -> Path:
     cfg = run.cfg
     key = cache_key(source.read_bytes(), load_rubric(cfg.rubric), limit, cfg.judge_samples,
                     cfg.judge_temperature, cfg.judge_top_p, cfg.judge_max_new_tokens, cfg.seed, cfg.top_k,
-                    cfg.repetition_penalty)
+                    cfg.repetition_penalty, *(["expected"] if cfg.judge_scoring == "expected" else []))
     return run.judge_quality_path(n, key)
 
 
@@ -124,7 +126,8 @@ def judge_quality_metrics(items: list[dict], records: list[dict]) -> dict:
     summary = judgment_summary(records)
     refs, mods = [i["reference"] for i in scored], [means[i["id"]] for i in scored]
     pairwise = pairwise_accuracy(list(groups.values()))
-    exact = sum(r["score"] == ref_of[r["item_id"]] for r in records)
+    # a continuous (expected) score matches when it rounds to the reference (x.5 up)
+    exact = sum(r["score"] is not None and math.floor(r["score"] + 0.5) == ref_of[r["item_id"]] for r in records)
     # Each figure with its n and 95 % interval (Wilson; percentile bootstrap over answers for the
     # correlations), so no display shows more certainty than the counts carry.
     intervals = {

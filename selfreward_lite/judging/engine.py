@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from ..models import generation
+from .expected import SCORE_STOP_STRINGS, ScoreReader
 from .rubric import JUDGE_STOP_STRINGS, MAX_SCORE, build_judge_prompt, parse_judgment
 
 
@@ -21,37 +22,73 @@ def judge_text(lm, rubric: str, item: dict) -> str:
     return generation.render_chat(lm.tokenizer, [{"role": "user", "content": content}])
 
 
-def parse_judgments(item: dict, group) -> list[dict]:
+def rubric_prefix(lm, rubric: str) -> str:
+    """The rendered start that every judge prompt with `rubric` shares: the chat template's header
+    and the rubric text up to the first placeholder (both bundled rubrics put the whole rubric
+    first; a rubric file that starts with a placeholder shares only the header)."""
+    rendered = generation.render_chat(lm.tokenizer, [{"role": "user", "content": rubric}])
+    cut = [rendered.find(p) for p in ("{instruction}", "{response}") if p in rendered]
+    return rendered[: min(cut)] if cut else ""
+
+
+def parse_judgments(item: dict, group, reader: ScoreReader | None = None, tok=None) -> list[dict]:
     """One record per sampled judgment of `item`:
     {"item_id", "sample", "text", "score" (int or None), "parse" (status), "finished"}. A judgment
-    cut off by the token budget is unparsed with status "truncated" (rubric.parse_judgment)."""
+    cut off by the token budget is unparsed with status "truncated" (rubric.parse_judgment). With
+    `reader` (expected scoring) the score is the expected value (a float) and "expected" says whether
+    it could be read (judging/expected.py)."""
     records = []
     for k, s in enumerate(group):
-        parsed = parse_judgment(s.text, s.finished)
-        records.append({"item_id": item["id"], "sample": k, "text": s.text, "score": parsed.score, "parse": parsed.status,
-                        "finished": s.finished})
+        rec = {"item_id": item["id"], "sample": k, "text": s.text, "finished": s.finished}
+        if reader is None:
+            parsed = parse_judgment(s.text, s.finished)
+            rec.update(score=parsed.score, parse=parsed.status)
+        else:
+            score, status, is_expected = reader.score(tok, s)
+            rec.update(score=score, parse=status, expected=is_expected)
+        records.append(rec)
     return records
+
+
+def samples_per_answer(cfg) -> int:
+    """Judgments per answer: judge_samples, or one with expected scoring."""
+    return 1 if cfg.judge_scoring == "expected" else cfg.judge_samples
+
+
+def setup(lm, cfg, rubric: str, *, prefix_cache: bool = True):
+    """(the keyword arguments of generation.generate, parse(item, group) -> records) for judging with
+    `lm`: the sampling settings, the rubric's KV cache computed once (models/prefix.py; None where
+    the backend cannot take it) and, with expected scoring, the score tokens to record."""
+    share = prefix_cache and generation.prefix_usable(lm)
+    kw = {**sampling(cfg), "prefix": generation.shared_prefix(lm, rubric_prefix(lm, rubric)) if share else None}
+    reader = ScoreReader.for_tokenizer(lm.tokenizer) if cfg.judge_scoring == "expected" else None
+    if reader is not None:
+        kw["score_tokens"] = reader.token_ids
+    return kw, lambda item, group: parse_judgments(item, group, reader, lm.tokenizer)
 
 
 def sampling(cfg) -> dict:
     """The judge's sampling settings, as generation.generate takes them: a judgment stops at EOS or
-    right after its first complete "Score: N" line (rubric.JUDGE_STOP_STRINGS)."""
+    right after its first complete "Score: N" line (rubric.JUDGE_STOP_STRINGS), with expected
+    scoring right after the digit (expected.SCORE_STOP_STRINGS)."""
+    stop = SCORE_STOP_STRINGS if cfg.judge_scoring == "expected" else JUDGE_STOP_STRINGS
     return {"temperature": cfg.judge_temperature, "top_p": cfg.judge_top_p, "max_new_tokens": cfg.judge_max_new_tokens,
-            "top_k": cfg.top_k, "repetition_penalty": cfg.repetition_penalty, "stop_strings": list(JUDGE_STOP_STRINGS)}
+            "top_k": cfg.top_k, "repetition_penalty": cfg.repetition_penalty, "stop_strings": list(stop)}
 
 
 def judge_items(lm, cfg, rubric: str, items: Sequence[dict], *, seed: int,
-                on_batch: Callable[[int], None] | None = None) -> list[dict]:
-    """Judge each item ({"id", "prompt", "response"}) `cfg.judge_samples` times with `rubric`.
+                on_batch: Callable[[int], None] | None = None, prefix_cache: bool = True) -> list[dict]:
+    """Judge each item ({"id", "prompt", "response"}) `samples_per_answer(cfg)` times with `rubric`.
 
     Returns the records of `parse_judgments`, in item order then sample order. All samples of
-    an item share one prefill (generate with n = judge_samples). (The round's judging stage
+    an item share one prefill (generate with n = judge_samples), and all of them the rubric's (`setup`). (The round's judging stage
     uses the same pieces, batch by batch, so that it can resume; see loop/stages.py.)
     """
+    kw, parse = setup(lm, cfg, rubric, prefix_cache=prefix_cache)
     texts = [judge_text(lm, rubric, it) for it in items]
-    samples = generation.generate(lm, texts, cfg.judge_samples, batch_size=cfg.gen_batch_size, seed=seed,
-                                  on_batch=on_batch, **sampling(cfg))
-    return [r for it, group in zip(items, samples) for r in parse_judgments(it, group)]
+    samples = generation.generate(lm, texts, samples_per_answer(cfg), batch_size=cfg.gen_batch_size, seed=seed,
+                                  on_batch=on_batch, **kw)
+    return [r for it, group in zip(items, samples) for r in parse(it, group)]
 
 
 def scores_by_item(records: Sequence[dict]) -> dict[str, list[int | float | None]]:

@@ -225,23 +225,24 @@ def judge_candidates(run: Run, t: int, lm, candidates_file: Path, out: Path, ui=
     cfg = run.cfg
     rubric = load_rubric(cfg.rubric)
     external = isinstance(lm, ExternalJudge)
-    n = lm.samples(cfg.judge_samples) if external else cfg.judge_samples
+    n = lm.samples(cfg.judge_samples) if external else engine.samples_per_answer(cfg)
     journal = Journal(out)
     done = {r["candidate_id"] for r in journal.load(complete_groups("candidate_id", n))}
     cands = [{**c, "_done": c["id"] in done} for c in read_jsonl(candidates_file)]
 
     def rows(c: dict, records: list[dict]) -> list[dict]:
         return [{"id": f"{c['id']}-j{r['sample']}", "candidate_id": c["id"], "prompt_id": c["prompt_id"],
-                 "text": r["text"], "score": r["score"], "parse": r["parse"], "finished": r["finished"]}
-                for r in records]
+                 "text": r["text"], "score": r["score"], "parse": r["parse"], "finished": r["finished"],
+                 **({"expected": r["expected"]} if "expected" in r else {})} for r in records]
 
     with ui.progress("candidates judged", total=len(cands)) as advance:
         advance(len(done))
         if external:
             _judge_external(run, t, lm, journal, cands, n, rows, advance)
-        else:
+        else:  # the rubric's KV cache is computed once here, for every batch of the stage
+            kw, parse = engine.setup(lm, cfg, rubric)
             _generate_journaled(run, t, seeds.JUDGING, lm, journal, cands, n, lambda c: engine.judge_text(lm, rubric, c),
-                                lambda c, group: rows(c, engine.parse_judgments(c, group)), engine.sampling(cfg), advance)
+                                lambda c, group: rows(c, parse(c, group)), kw, advance)
     by_id = {r["id"]: r for r in journal.load()}
     journal.finish([by_id[f"{c['id']}-j{k}"] for c in cands for k in range(n)])
 
@@ -275,8 +276,9 @@ def build_pairs(run: Run, t: int, candidates_file: Path, judgments_file: Path, o
         scores.setdefault(j["candidate_id"], []).append(j["score"])
     cands = [{**c, "score": mean_score(scores.get(c["id"], [])),
               "n_parsed": sum(s is not None for s in scores.get(c["id"], []))} for c in read_jsonl(candidates_file)]
-    # A python judge gives one judgment per answer (judges.PythonJudge.samples): it can need no more.
-    min_parsed = 1 if parse_judge_spec(cfg.judge).kind == "python" else cfg.judge_min_parsed
+    # A python judge, and expected scoring, give one judgment per answer: it can need no more.
+    one = parse_judge_spec(cfg.judge).kind == "python" or cfg.judge_scoring == "expected"
+    min_parsed = 1 if one else cfg.judge_min_parsed
     pairs, dropped = select_pairs(cands, cfg.pair_min_margin, seed=seeds.stage(cfg.seed, t, seeds.PAIRS),
                                   min_parsed=min_parsed, length_margin=cfg.length_control_margin)
     write_json(stats_of(out), {"kept": len(pairs), "dropped": dict(dropped),

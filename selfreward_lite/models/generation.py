@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from ..run import seeds
 from .adapters import LoadedModel
+from .prefix import PrefixCache, build as build_prefix, left_padded, prefill as prefix_prefill, usable as prefix_usable
 
 
 def render_chat(tok, messages: list[dict], add_generation_prompt: bool = True) -> str:
@@ -91,6 +92,8 @@ class Sample:
     text: str
     finished: bool  # False when the token budget ran out first
     n_tokens: int
+    token_ids: list[int] | None = None  # the generated ids (with `score_tokens`)
+    step_probs: Any = None  # with `score_tokens`: tensor [n_tokens, len(score_tokens)], each step's probabilities of them
 
 
 def generate(
@@ -108,6 +111,8 @@ def generate(
     stop_strings: Sequence[str] | None = None,
     on_batch: Callable[[int], None] | None = None,
     share_prefill: bool = True,
+    prefix: PrefixCache | None = None,
+    score_tokens: Sequence[int] | None = None,
 ) -> list[list[Sample]]:
     """Sample `n` continuations of each rendered text, in left-padded batches.
 
@@ -117,6 +122,11 @@ def generate(
     to its n samples (`num_return_sequences` would prefill every copy). Call c of the batch
     loop draws from `seeds.generate_call(seed, c)`. Every prompt starts with exactly one BOS when
     the tokenizer uses one (`prompt_ids`); every sampling setting is ours (`sampling_settings`).
+
+    `prefix` (from `shared_prefix`): the KV cache of the start the texts share, copied into each
+    batch instead of recomputed (models/prefix.py; exact). `score_tokens`: record, at every generated
+    step, the model's own probabilities (softmax of its logits, before any sampling setting) of these
+    token ids (Sample.step_probs), for reading a score's distribution (judging/expected.py).
     """
     import torch
 
@@ -129,7 +139,8 @@ def generate(
     eos_ids = _eos_ids(lm)
     settings = sampling_settings(temperature=temperature, top_p=top_p, top_k=top_k,
                                  repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens)
-    shared = n > 1 and share_prefill and lm.backend == "hf"
+    prefix = prefix if prefix is not None and lm.backend == "hf" else None
+    shared = lm.backend == "hf" and (prefix is not None or (n > 1 and share_prefill))
     # Unsloth's fast decoding keeps its own KV cache: it gets num_return_sequences instead.
     gen_cfg = generation_config(settings, eos_ids=eos_ids, pad_id=tok.pad_token_id, bos=bos,
                                 num_return_sequences=1 if shared else n)
@@ -139,16 +150,21 @@ def generate(
     results: list[list[Sample]] = [[] for _ in texts]
     for call, start in enumerate(range(0, len(order), per_call)):
         idx = order[start : start + per_call]
-        enc = _left_padded([encoded[i] for i in idx], tok.pad_token_id, model.device)
-        prompt_len = enc["input_ids"].shape[1]
+        rows = [encoded[i] for i in idx]
+        enc = left_padded(rows, tok.pad_token_id, model.device)
         torch.manual_seed(seeds.generate_call(seed, call))
-        if stop_strings:
-            from transformers import StoppingCriteriaList
-
-            extra["stopping_criteria"] = StoppingCriteriaList([StopOnText(tok, stop_strings, prompt_len)])
-        with torch.inference_mode(), _batch_attention(lm), _only_our_settings(model, gen_cfg):
+        probs: list = []
+        with torch.inference_mode(), _batch_attention(lm), _only_our_settings(model, gen_cfg), \
+                _recording(model, score_tokens, probs):
             if shared:
-                enc = _shared_prefill(model, enc, n)
+                ready = prefix_prefill(model, prefix, rows, tok.pad_token_id, n, model.device) if prefix else None
+                enc = ready if ready is not None else _shared_prefill(model, enc, n) if n > 1 else enc
+            prompt_len = enc["input_ids"].shape[1]
+            if stop_strings:
+                from transformers import StoppingCriteriaList
+
+                extra["stopping_criteria"] = StoppingCriteriaList([StopOnText(tok, stop_strings, prompt_len)])
+            probs.clear()  # only the steps of `generate`
             out = model.generate(**enc, generation_config=gen_cfg, **extra)
         new = out[:, prompt_len:].cpu()
         for row, seq in enumerate(new):
@@ -158,27 +174,49 @@ def generate(
             kept = ids[:stopped] if stopped is not None else [t for t in ids if t != tok.pad_token_id]
             text = tok.decode(kept, skip_special_tokens=True)
             finished = stopped is not None or bool(stop_strings and any(s in text for s in stop_strings))
-            results[idx[row // n]].append(Sample(text.strip(), finished, len(kept)))
+            sample = Sample(text.strip(), finished, len(kept))
+            if score_tokens is not None:
+                sample.token_ids = kept
+                sample.step_probs = torch.stack([p[row] for p in probs[: len(kept)]]) if kept else None
+            results[idx[row // n]].append(sample)
         if on_batch:
             on_batch(len(idx))
     return results
 
 
-def _left_padded(rows: list[list[int]], pad_id: int, device) -> dict:
-    import torch
-
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        if r:
-            ids[i, width - len(r) :] = torch.tensor(r, dtype=torch.long)
-            mask[i, width - len(r) :] = 1
-    return {"input_ids": ids.to(device), "attention_mask": mask.to(device)}
-
-
 def _base_model(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def shared_prefix(lm: LoadedModel, text: str) -> PrefixCache | None:
+    """The KV cache of `text`, the rendered start every prompt of a stage shares (the judge's chat
+    header and rubric), for `generate(prefix=...)`; None where the plain path must be used."""
+    if not prefix_usable(lm):
+        return None
+    with _batch_attention(lm):
+        return build_prefix(lm, prompt_ids(lm.tokenizer, text))
+
+
+@contextlib.contextmanager
+def _recording(model, token_ids: Sequence[int] | None, out: list):
+    """While active, each forward pass appends the probabilities of `token_ids` at its last position
+    ([batch, len(token_ids)], from the model's final logits) to `out`; nothing without token_ids."""
+    if token_ids is None:
+        yield
+        return
+    import torch
+
+    ids = torch.tensor(list(token_ids))
+
+    def hook(module, args, output):
+        logits = output.logits[:, -1].float()
+        out.append(torch.softmax(logits, dim=-1)[:, ids.to(logits.device)].cpu())
+
+    handle = _base_model(model).register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
 
 
 @contextlib.contextmanager

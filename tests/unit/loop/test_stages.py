@@ -222,6 +222,31 @@ def test_build_pairs_records_truncation_parsed_counts_and_length(tmp_path):
     assert read_json(rd / "pairs_stats.json")["candidates"]["excluded"] == {"truncated": 2, "too few parsed judgments": 2}
 
 
+
+@pytest.mark.parametrize("kind", ["expected", "python"])
+def test_build_pairs_with_one_continuous_judgment_per_answer(tmp_path, kind):
+    """Expected scoring and a python judge give one (possibly fractional) judgment per answer: judge_min_parsed
+    counts as 1 for them, margins and ties work on the continuous scores."""
+    from selfreward_lite.loop.stages import build_pairs
+
+    (tmp_path / "judge.py").write_text("def score(prompt, response):\n    return 3.0\n")
+    one = {"judge_scoring": "expected"} if kind == "expected" else {"judge": f"python:{tmp_path / 'judge.py'}:score"}
+    run = Run(tmp_path, preset_config("cpu", judge_samples=3, judge_min_parsed=3, pair_min_margin=0.5, **one))
+    rd = run.round_dir(1)
+    scores = {"r1-p0000": [3.71, 2.05, 3.2], "r1-p0001": [2.4, 2.4 + 1e-12, 2.4], "r1-p0002": [3.1, 2.7, 2.95]}
+    cands = [(f"{p}-c{k}", p, s) for p, ss in scores.items() for k, s in enumerate(ss)]
+    write_jsonl(rd / "candidates.jsonl", [{"id": i, "prompt_id": p, "prompt": "Q?", "response": f"answer {i}",
+                                           "finished": True, "tokens": 3} for i, p, _ in cands])
+    write_jsonl(rd / "judgments.jsonl", [{"id": f"{i}-j0", "candidate_id": i, "prompt_id": p, "score": s}
+                                         for i, p, s in cands])
+    build_pairs(run, 1, rd / "candidates.jsonl", rd / "judgments.jsonl", rd / "pairs.jsonl")
+    [pair] = [json.loads(line) for line in (rd / "pairs.jsonl").read_text().splitlines()]
+    assert (pair["chosen_id"], pair["chosen_score"], pair["rejected_id"], pair["rejected_score"]) == \
+        ("r1-p0000-c0", 3.71, "r1-p0000-c1", 2.05)
+    stats = read_json(rd / "pairs_stats.json")
+    assert stats["candidates"] == {"total": 9, "ranked": 9, "excluded": {}}
+    assert stats["dropped"] == {"tie (best == worst score)": 1, "score gap within margin": 1}
+
 # --- no leakage: generated prompts vs the held-out texts, and the few-shot pool ----------------------
 
 def test_create_prompts_drops_eval_prompts_and_never_shows_them_as_examples(tmp_path, monkeypatch):
