@@ -150,7 +150,10 @@ def _sft_trainer_class(device: str):
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
             keys = ("input_ids", "attention_mask", "labels", "position_ids")
-            outputs = model(**{k: inputs[k] for k in keys if k in inputs}, num_items_in_batch=num_items_in_batch)
+            # use_cache=False (as TRL's own compute_loss): no KV cache built in training, and the
+            # padding-free layout's per-sequence attention mask needs it (padding_free.py).
+            outputs = model(**{k: inputs[k] for k in keys if k in inputs}, num_items_in_batch=num_items_in_batch,
+                            use_cache=False)
             return (outputs.loss, outputs) if return_outputs else outputs.loss
 
     return _resumable(CPUSFTTrainer)
@@ -223,14 +226,17 @@ def _output_dir(checkpoint_dir: Path | None, prefix: str):
 
 
 def train_sft(cfg: Config, lm: LoadedModel, records: list[dict], on_step=None, checkpoint_dir: Path | None = None,
-              log_dir=None) -> dict:
+              log_dir=None, padding_free: bool = True) -> dict:
     """Supervised fine-tuning of the trainable adapter; records are TRL prompt/completion dicts.
 
     The loss covers the completion (the assistant turn) only. With `checkpoint_dir`, training
     state is saved every cfg.checkpoint_steps steps and a later call continues from it. With
-    `report_to` set, the training curves go to `log_dir`.
+    `report_to` set, the training curves go to `log_dir`. Micro-batches are padding-free on the HF
+    backend (`padding_free.py`: the same batches and loss, no padding); False: padded, as before.
     """
     from trl import SFTConfig
+
+    from .padding_free import supports_padding_free, use_padding_free
 
     with _output_dir(checkpoint_dir, "srlite-sft-") as tmp, trainer_logging(cfg, log_dir):
         args = SFTConfig(
@@ -242,6 +248,8 @@ def train_sft(cfg: Config, lm: LoadedModel, records: list[dict], on_step=None, c
         trainer_cls = _sft_trainer_class(lm.device)
         trainer_cls.srlite_names = list(lm.adapter_names)
         trainer = _trainer(trainer_cls, lm, args, records, on_step)
+        if padding_free and lm.backend == "hf" and supports_padding_free(lm.model):
+            use_padding_free(trainer)
         _quiet(trainer)
         activate(lm.model, lm.adapter_names, train_new=True)
         result = _train_checked(trainer, lm, checkpoint_dir)

@@ -23,7 +23,7 @@ from typing import Sequence
 from ..config import Config
 from ..errors import SrliteError
 from . import hf, unsloth
-from .adapters import TRAINABLE, LoadedModel, activate
+from .adapters import FOLDED, TRAINABLE, LoadedModel, activate, fold_stack, merge_stack
 
 UNSLOTH_FIX = 'pip install "selfreward-lite[unsloth]"'
 BACKENDS = ("hf", "unsloth")
@@ -92,11 +92,36 @@ def load_model(cfg: Config, adapter_dirs: Sequence[Path], *, train_new: bool, ba
     return hf.load_stack(cfg, adapter_dirs, train_new=train_new, dtype=dtype)
 
 
+def merges_for_sampling(cfg: Config) -> bool:
+    """Whether M_t samples as one merged model (HF backend, base not quantized), see `load_merged`."""
+    return prepare(cfg) == "hf" and not hf.uses_4bit(cfg)
+
+
+def load_merged(cfg: Config, adapter_dirs: Sequence[Path]) -> LoadedModel:
+    """M_t for generation only: the stack merged into the base weights, a plain transformers model.
+
+    A stack of t adapters costs t LoRA products per projection for every generated token; merged,
+    none. Merging into non-quantized weights rounds once to the weights' dtype (a bf16 ulp), which
+    is why it is used only there (4-bit: `for_sampling` folds instead). Nothing trains on it: the
+    trainer loads the stack itself (ModelCache), so training still sees the exact unmerged M_t."""
+    lm = hf.load_stack(cfg, adapter_dirs, train_new=False)
+    merged = merge_stack(lm)
+    merged.eval()
+    return LoadedModel(merged, lm.tokenizer, [], lm.device, lm.dtype, "hf")
+
+
 def for_sampling(lm: LoadedModel) -> LoadedModel:
     """M_t ready to generate: the frozen stack active, the trainable adapter off."""
     if lm.backend == "unsloth":
         return unsloth.sampling_mode(lm)
-    activate(lm.model, [n for n in lm.adapter_names if n != TRAINABLE], train_new=False)
+    frozen = [n for n in lm.adapter_names if n != TRAINABLE]
+    if len(frozen) > 1:
+        # One folded adapter (PEFT "cat", exact) instead of t: on a 4-bit base merging would round.
+        if FOLDED in lm.model.peft_config:
+            activate(lm.model, [FOLDED], train_new=False)
+            return LoadedModel(lm.model, lm.tokenizer, [FOLDED], lm.device, lm.dtype, lm.backend)
+        return fold_stack(LoadedModel(lm.model, lm.tokenizer, frozen, lm.device, lm.dtype, lm.backend))
+    activate(lm.model, frozen, train_new=False)
     return lm
 
 
@@ -105,4 +130,6 @@ def for_training(lm: LoadedModel) -> LoadedModel:
     if lm.backend == "unsloth":
         return unsloth.training_mode(lm)
     activate(lm.model, lm.adapter_names, train_new=True)
+    if FOLDED in lm.model.peft_config:
+        lm.model.delete_adapter(FOLDED)  # sampling's fold (inactive now); training runs on the stack itself
     return lm

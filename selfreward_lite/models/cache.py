@@ -14,7 +14,7 @@ import gc
 
 from ..run.rundir import Run
 from .adapters import LoadedModel
-from .backend import for_sampling, for_training, load_model
+from .backend import for_sampling, for_training, load_merged, load_model, merges_for_sampling
 
 EXPORT_DTYPES = ("auto", "bfloat16", "float16", "float32")  # auto: the base checkpoint's own dtype
 
@@ -42,7 +42,20 @@ class ModelCache:
         return self._lm
 
     def sampler(self, t: int) -> LoadedModel:
-        """M_t for generation in a round: the frozen stack without the (zero) trainable adapter."""
+        """M_t for generation in a round (new prompts, candidates, self-judging).
+
+        Base not quantized (HF backend): the stack merged into the weights (backend.load_merged), a
+        model of its own; `trainer(t)` then loads the stack afresh. Unmerging in place would cost no
+        load but is not exact (bf16 W + dW - dW != W), and keeping a merged copy next to the stack
+        would double the memory; one reload per round is the cheap exact option. 4-bit base: the
+        stack folded into one adapter on the model the trainer uses too (exact, a few MB)."""
+        if t > 0 and merges_for_sampling(self.run.cfg):
+            key = ("merged", t)
+            if key != self._key:
+                self.release()
+                self._lm = load_merged(self.run.cfg, self.run.adapters_of(self.run.check_model(t)))
+                self._key = key
+            return self._lm
         return for_sampling(self.get(t, train_new=True))
 
     def trainer(self, t: int) -> LoadedModel:

@@ -1,0 +1,56 @@
+"""SFT's padding-free micro-batches: loss only on assistant tokens, and the same loss as padded."""
+
+import torch
+
+from helpers import _token_ids
+from selfreward_lite.config import preset_config
+from selfreward_lite.loop.padding_free import use_padding_free
+from selfreward_lite.models.hf import load_stack
+
+RECORDS = [
+    ("What is 2 + 2?", "4."),
+    ("Name three colours of the rainbow, one per line.", "Red\nOrange\nYellow"),
+    ("Say hello.", "Hello! How can I help you today?"),
+    ("Give a one-word synonym for 'big'.", "Large."),
+]
+
+
+def test_padding_free_batch_masks_and_loss(tmp_path, embedded):
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    cfg = preset_config("cpu", dtype="float32")
+    lm = load_stack(cfg, [], train_new=True)
+    rows = [{"prompt": [{"role": "user", "content": q}], "completion": [{"role": "assistant", "content": a}]}
+            for q, a in RECORDS]
+    args = SFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, max_length=cfg.max_length,
+                     completion_only_loss=True, use_cpu=True, report_to="none", disable_tqdm=True)
+    trainer = SFTTrainer(model=lm.model, args=args, train_dataset=Dataset.from_list(rows), processing_class=lm.tokenizer)
+    examples = [trainer.train_dataset[i] for i in range(len(rows))]
+    padded = trainer.data_collator(examples)
+    use_padding_free(trainer)
+    packed = trainer.data_collator(examples)
+
+    # One row, no padding, no attention mask; positions restart at each sequence.
+    assert "attention_mask" not in packed and packed["input_ids"].shape[0] == 1
+    assert packed["input_ids"].shape[1] == int(padded["attention_mask"].sum()) < padded["input_ids"].numel()
+    # The labels cover exactly each record's assistant turn (its tokens after the generation prompt).
+    starts = (packed["position_ids"][0] == 0).nonzero().flatten().tolist() + [packed["input_ids"].shape[1]]
+    for (a, b), row in zip(zip(starts, starts[1:]), rows):
+        full = _token_ids(lm.tokenizer, row["prompt"] + row["completion"], False)
+        prompt = _token_ids(lm.tokenizer, row["prompt"], True)
+        labels = packed["labels"][0, a:b]
+        assert packed["input_ids"][0, a:b].tolist() == full
+        assert labels[: len(prompt)].eq(-100).all()
+        assert labels[len(prompt):].tolist() == full[len(prompt):]
+
+    # The same loss as the padded batch (float32: rounding only); without use_cache=False the
+    # model would build a KV cache and attend across sequences (see padding_free.py).
+    lm.model.eval()
+    with torch.no_grad():
+        loss_padded = lm.model(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"],
+                               labels=padded["labels"], use_cache=False).loss
+        loss_packed = lm.model(input_ids=packed["input_ids"], position_ids=packed["position_ids"],
+                               labels=packed["labels"], use_cache=False).loss
+    assert int(padded["labels"].ne(-100).sum()) == int(packed["labels"].ne(-100).sum())
+    assert torch.allclose(loss_packed, loss_padded, atol=1e-4, rtol=0), (loss_packed, loss_padded)
