@@ -4,7 +4,7 @@ import torch
 
 from helpers import _token_ids
 from selfreward_lite.config import preset_config
-from selfreward_lite.loop.padding_free import use_padding_free
+from selfreward_lite.loop.padding_free import padding_free_attention, use_padding_free
 from selfreward_lite.models.hf import load_stack
 
 RECORDS = [
@@ -54,3 +54,9 @@ def test_padding_free_batch_masks_and_loss(tmp_path, embedded):
                                labels=packed["labels"], use_cache=False).loss
     assert int(padded["labels"].ne(-100).sum()) == int(packed["labels"].ne(-100).sum())
     assert torch.allclose(loss_packed, loss_padded, atol=1e-4, rtol=0), (loss_packed, loss_padded)
+    # What training runs: causal attention within each sequence (varlen_attention), no mask tensor.
+    with padding_free_attention(lm.model), torch.no_grad():
+        loss_varlen = lm.model(input_ids=packed["input_ids"], position_ids=packed["position_ids"],
+                               labels=packed["labels"], use_cache=False).loss
+    assert torch.allclose(loss_varlen, loss_padded, atol=1e-4, rtol=0), (loss_varlen, loss_padded)
+    assert lm.model.get_base_model().config._attn_implementation != "srlite_varlen"  # restored

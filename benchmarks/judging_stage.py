@@ -1,0 +1,98 @@
+"""The judging stage, old vs new, in one invocation: seconds and judge quality on the held-out EFT split.
+
+    python benchmarks/judging_stage.py                       # embedded model (M0), cpu preset, bundled EFT eval split
+    python benchmarks/judging_stage.py --run-dir RUN --model 1   # a run's M_1 as the judge
+    python benchmarks/judging_stage.py --repeats 3           # each variant 3 times, the fastest counted
+
+Three variants judge the same answers with the same model, seed and settings (the pipeline's own
+`engine.judge_items`, the pieces the round's judging stage runs batch by batch):
+  old       sampled judging (judge_samples judgments per answer), every prompt prefilled whole;
+  new       sampled judging with the rubric's KV cache computed once and copied into every batch
+            (models/prefix.py; exact: the same logits);
+  expected  judge_scoring "expected": one justification per answer, the score the probability-
+            weighted mean of the digits 0..5 at its "Score:" (judging/expected.py), with the cache.
+Each variant runs after a warm-up call; the answers are the bundled held-out EFT split (30 answers
+to 10 questions with reference scores). Judge quality is evaluation/judge_quality's: pairwise
+accuracy (Wilson interval) and Kendall tau-b (bootstrap interval), each with its n.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from importlib import resources
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def quality_text(q: dict) -> str:
+    pw, ci = q["pairwise"], q["intervals"]
+    return (f"pairwise accuracy {pw['correct']}/{pw['pairs']}: {ci['pairwise_accuracy']['text']}; "
+            f"Kendall tau-b {ci['kendall_tau_b']['text']}; parse rate {q['parsed']}/{q['judgments']}; "
+            f"mean score {q['mean_score'] if q['mean_score'] is None else round(q['mean_score'], 2)}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--run-dir", type=Path, help="judge with this run's model --model (default: the embedded model, M0)")
+    ap.add_argument("--model", type=int, default=1, help="with --run-dir: which M_n judges")
+    ap.add_argument("--repeats", type=int, default=1, help="runs of each variant; the fastest is reported")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    from selfreward_lite.config import preset_config
+    from selfreward_lite.evaluation.judge_quality import judge_quality_metrics, load_ranked_set
+    from selfreward_lite.judging.engine import judge_items
+    from selfreward_lite.judging.rubric import load_rubric
+    from selfreward_lite.models.backend import prepare
+
+    if args.run_dir:
+        from selfreward_lite.models.cache import ModelCache
+        from selfreward_lite.run.rundir import open_run
+
+        run = open_run(args.run_dir)
+        cfg = run.cfg
+        prepare(cfg)
+        lm = ModelCache(run).sampler(args.model)
+        who = f"{args.run_dir} M{args.model}"
+    else:
+        from selfreward_lite.models.hf import load_stack
+
+        cfg = preset_config("cpu")
+        prepare(cfg)
+        lm = load_stack(cfg, [])
+        who = "embedded model (M0)"
+    rubric = load_rubric(cfg.rubric)
+    items = load_ranked_set(Path(str(resources.files("selfreward_lite") / "data" / "eft_eval.jsonl")), rubric)
+    variants = {
+        "old": (dataclasses.replace(cfg, judge_scoring="sampled"), False),
+        "new": (dataclasses.replace(cfg, judge_scoring="sampled"), True),
+        "expected": (dataclasses.replace(cfg, judge_scoring="expected"), True),
+    }
+    judge_items(lm, cfg, rubric, items[:2], seed=args.seed)  # warm-up (one-time allocations, kernels)
+    seconds, quality = {}, {}
+    for _ in range(args.repeats):
+        for name, (vcfg, cache) in variants.items():
+            t0 = time.perf_counter()
+            records = judge_items(lm, vcfg, rubric, items, seed=args.seed, prefix_cache=cache)
+            took = time.perf_counter() - t0
+            seconds[name] = min(took, seconds.get(name, float("inf")))
+            quality[name] = judge_quality_metrics(items, records)
+    print(f"judge: {who}; backend {lm.backend}, device {lm.device}; rubric {cfg.rubric}; {len(items)} answers to "
+          f"{len({i['group'] for i in items})} questions; judge_samples {cfg.judge_samples} (expected: 1), "
+          f"judge_max_new_tokens {cfg.judge_max_new_tokens}, gen_batch_size {cfg.gen_batch_size}; "
+          f"fastest of {args.repeats}")
+    for name in variants:
+        print(f"  {name:9s} {seconds[name]:7.1f} s   {quality_text(quality[name])}")
+    print(f"ratio old / new (prefix cache):            {seconds['old'] / seconds['new']:.2f}x")
+    print(f"ratio old / expected (prefix cache, K=1):  {seconds['old'] / seconds['expected']:.2f}x")
+    print(json.dumps({"seconds": seconds, "quality": {k: {"pairwise": q["pairwise"], "intervals": q["intervals"],
+                                                          "parse_rate": q["parse_rate"]} for k, q in quality.items()}}))
+
+
+if __name__ == "__main__":
+    main()
