@@ -5,8 +5,10 @@
 
 Both paths use the same model instance, the same prompts, the same number of samples and the
 same token budget; every sequence generates exactly `--max-new-tokens` tokens (min_new_tokens
-= max_new_tokens), so the comparison is of equal work. The naive path is what public
-self-rewarding scripts do: one `model.generate` call per candidate and per judgment.
+= max_new_tokens; no judgment stops at its "Score: N"), so the comparison is of equal work. The
+naive path is what public self-rewarding scripts do: one `model.generate` call per candidate and
+per judgment. The batched path is the stages' own: `generation.generate`, and for judging the
+rubric's KV cache computed once (`judging.engine.rubric_prefix`, models/prefix.py).
 Prints tokens/s of each and the speed-up ratio, measured in the same invocation.
 """
 
@@ -19,8 +21,9 @@ import time
 import torch
 
 from selfreward_lite.config import preset_config
-from selfreward_lite.judging.rubric import build_judge_prompt
-from selfreward_lite.models.generation import generate, render_chat
+from selfreward_lite.judging.engine import rubric_prefix
+from selfreward_lite.judging.rubric import build_judge_prompt, load_rubric
+from selfreward_lite.models.generation import generate, render_chat, shared_prefix
 from selfreward_lite.models.hf import load_stack
 from selfreward_lite.run.records import first_user_text, load_messages
 
@@ -41,12 +44,13 @@ def naive(lm, texts, n, max_new_tokens, temperature, top_p):
     return out
 
 
-def batched(lm, texts, n, max_new_tokens, temperature, top_p, batch_size):
+def batched(lm, texts, n, max_new_tokens, temperature, top_p, batch_size, prefix_text=None):
     # min_new_tokens: same work as the naive path (no early stop at EOS).
+    prefix = shared_prefix(lm, prefix_text) if prefix_text else None  # timed: the stage computes it too
     lm.model.generation_config.min_new_tokens = max_new_tokens
     try:
         samples = generate(lm, texts, n, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens,
-                           batch_size=batch_size, seed=0)
+                           batch_size=batch_size, seed=0, prefix=prefix)
     finally:
         lm.model.generation_config.min_new_tokens = None
     return [[s.text for s in group] for group in samples]
@@ -69,18 +73,20 @@ def main() -> None:
     cand_texts = [render_chat(lm.tokenizer, [{"role": "user", "content": q}]) for q in questions]
     common = dict(max_new_tokens=args.max_new_tokens, temperature=cfg.temperature, top_p=cfg.top_p)
 
+    rubric = load_rubric(cfg.rubric)
     results = {}
-    for name, run in (("batched", lambda t, n: batched(lm, t, n, batch_size=batch_size, **common)),
-                      ("naive", lambda t, n: naive(lm, t, n, **common))):
+    for name, run in (("batched", lambda t, n, prefix_text=None: batched(lm, t, n, batch_size=batch_size,
+                                                                         prefix_text=prefix_text, **common)),
+                      ("naive", lambda t, n, prefix_text=None: naive(lm, t, n, **common))):
         torch.manual_seed(0)
         start = time.perf_counter()
         cands = run(cand_texts, args.candidates)
         t_cand = time.perf_counter() - start
         # Judge the candidates this path produced (same shapes and budget on both paths).
-        judge_texts = [render_chat(lm.tokenizer, [{"role": "user", "content": build_judge_prompt(q, c)}])
+        judge_texts = [render_chat(lm.tokenizer, [{"role": "user", "content": build_judge_prompt(q, c, rubric)}])
                        for q, group in zip(questions, cands) for c in group]
         start = time.perf_counter()
-        run(judge_texts, args.judge_samples)
+        run(judge_texts, args.judge_samples, prefix_text=rubric_prefix(lm, rubric))
         t_judge = time.perf_counter() - start
         n_seq = len(cand_texts) * args.candidates + len(judge_texts) * args.judge_samples
         results[name] = {"candidates_s": t_cand, "judging_s": t_judge, "total_s": t_cand + t_judge,

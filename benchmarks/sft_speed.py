@@ -1,13 +1,16 @@
 """M1's SFT, padded micro-batches (before) vs padding-free (now), in one invocation.
 
-    PYTHONPATH=. python benchmarks/sft_speed.py                  # 64 seed records, 1 epoch, cpu preset
+    PYTHONPATH=. python benchmarks/sft_speed.py                  # 64 seed records (a seeded sample), 1 epoch
     PYTHONPATH=. python benchmarks/sft_speed.py --records 0      # all seed records (M1's whole SFT data)
 
 The cpu preset's M1 SFT (`stages.train_m1`: seed IFT + EFT records, `train.train_sft`) on the
-embedded model, on the first `--records` records, `--epochs` epochs: the same model instance,
+embedded model, on a seeded sample of `--records` of the IFT + EFT records (EFT records are
+about a third of them and begin with the same rubric), `--epochs` epochs: the same model instance,
 the same records, batches, seed and starting adapter (reset to its initial state between runs),
 so both do the same optimizer steps on the same examples. Runs alternate (padded, padding-free,
-padded, ...) so a load change on a shared machine hits both. Prints the seconds of each, the
+padded, ...) so a load change on a shared machine hits both. "padding-free" is what train_sft does now:
+one row per micro-batch, prompt starts shared (padding_free.share_prompt_prefixes), attention per
+sequence; `--micro-batch` sets its micro-batch (default the preset's). Prints the seconds of each, the
 ratio, the tokens each forwarded (padding included) and the first-step losses, which must agree
 (the same loss, within bf16 rounding).
 """
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import tempfile
 import time
 from dataclasses import replace
@@ -26,6 +30,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--records", type=int, default=64, help="first N seed records (0: all)")
     ap.add_argument("--epochs", type=float, default=1.0)
+    ap.add_argument("--micro-batch", type=int, default=0, help="padding-free micro-batch (0: the preset's)")
     ap.add_argument("--repeats", type=int, default=1, help="runs of each path (alternating)")
     args = ap.parse_args()
 
@@ -42,7 +47,8 @@ def main() -> None:
     run = create_run(Path(tempfile.mkdtemp(prefix="srlite-sft-bench-")) / "run", preset="cpu", overrides={})
     records = [split_prompt_completion(r["messages"]) for kind in ("ift", "eft_train")
                for r in read_jsonl(run.seed_path(kind))]
-    records = records[: args.records] if args.records else records
+    if args.records:
+        records = random.Random(0).sample(records, min(args.records, len(records)))
     cfg = replace(run.cfg, sft_epochs=args.epochs, report_to="none", checkpoint_steps=0)
     lm = load_stack(cfg, [], train_new=True)
 
@@ -61,14 +67,17 @@ def main() -> None:
             reset_trainable(lm, lm.init_seed)
             handle = lm.model.register_forward_pre_hook(count(name), with_kwargs=True)
             start = time.perf_counter()
-            result = train.train_sft(cfg, lm, records, padding_free=pf)
+            run_cfg = replace(cfg, train_micro_batch_size=args.micro_batch) if pf and args.micro_batch else cfg
+            result = train.train_sft(run_cfg, lm, records, padding_free=pf)
             times[name].append(time.perf_counter() - start)
             handle.remove()
             losses[name] = result["first_loss"]
     best = {k: min(v) for k, v in times.items()}
     report = {
         "records": len(records), "epochs": args.epochs, "steps": result["steps"],
-        "micro_batch": cfg.train_micro_batch_size, "batch": cfg.sft_batch_size, "dtype": str(lm.dtype),
+        "micro_batch": {"padded": cfg.train_micro_batch_size,
+                        "padding-free": args.micro_batch or cfg.train_micro_batch_size},
+        "batch": cfg.sft_batch_size, "dtype": str(lm.dtype),
         "seconds": times, "tokens_forwarded": {k: v // args.repeats for k, v in tokens.items()},
         "first_loss": losses, "ratio": round(best["padded"] / best["padding-free"], 2),
     }

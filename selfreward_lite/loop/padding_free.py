@@ -34,9 +34,31 @@ import contextlib
 VARLEN = "srlite_varlen"  # the attention implementation used while training padding-free
 
 
+MIN_SHARED = 32  # tokens: a shorter common start of two prompts is not worth sharing
+
+
+def segments(position_ids: list[int]) -> list[tuple[int, int, int]]:
+    """(start, end, root) of each segment of a padding-free row: a segment starts where positions
+    do not go on by one; one starting at position 0 is a root (a sequence, or a shared prompt start
+    followed by its first branch), one starting at position s > 0 is a branch whose keys are the
+    first s tokens of the latest root and then its own (share_prompt_prefixes)."""
+    bounds, root = [], 0
+    for i, p in enumerate(position_ids):
+        if i == 0 or p != position_ids[i - 1] + 1:
+            if p == 0:
+                root = i
+            elif i - root < p:
+                raise RuntimeError(f"branch at {i} continues position {p} of a root only {i - root} long")
+            bounds.append([i, None, root])
+    for k, b in enumerate(bounds):
+        b[1] = bounds[k + 1][0] if k + 1 < len(bounds) else len(position_ids)
+    return [tuple(b) for b in bounds]
+
+
 def varlen_attention(module, query, key, value, attention_mask, dropout=0.0, scaling=None, position_ids=None,
                      **kwargs):
-    """Causal attention within each sequence of a padding-free row (batch 1, positions restart at 0).
+    """Causal attention within each sequence of a padding-free row (batch 1), a branch also
+    attending to the shared prompt start it continues (`segments`).
 
     query (1, heads, L, d), key/value (1, kv_heads, L, d); returns (1, L, heads, d) as transformers'
     sdpa_attention_forward does. Anything else (a padded batch, a KV cache) is refused: this
@@ -48,16 +70,65 @@ def varlen_attention(module, query, key, value, attention_mask, dropout=0.0, sca
             or query.shape[2] != key.shape[2] or dropout):
         raise RuntimeError("varlen_attention serves padding-free training rows only")
     length = query.shape[2]
-    starts = (position_ids.reshape(-1)[:length] == 0).nonzero().flatten().tolist()
-    if not starts or starts[0] != 0:
-        starts = [0] + starts
-    bounds = list(zip(starts, starts[1:] + [length]))
-    out = torch.cat([
-        F.scaled_dot_product_attention(query[:, :, a:b], key[:, :, a:b], value[:, :, a:b], is_causal=True,
-                                       scale=scaling, enable_gqa=query.shape[1] != key.shape[1])
-        for a, b in bounds
-    ], dim=2)
-    return out.transpose(1, 2).contiguous(), None
+    gqa = query.shape[1] != key.shape[1]
+    parts = []
+    for a, b, root in segments(position_ids.reshape(-1)[:length].tolist()):
+        q, k, v = query[:, :, a:b], key[:, :, a:b], value[:, :, a:b]
+        if a == root:  # a sequence (or a shared start and its first branch): plain causal
+            parts.append(F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling, enable_gqa=gqa))
+            continue
+        shared = int(position_ids.reshape(-1)[a])  # the branch's keys: the root's first `shared` tokens, then its own
+        k = torch.cat([key[:, :, root:root + shared], k], dim=2)
+        v = torch.cat([value[:, :, root:root + shared], v], dim=2)
+        mask = torch.ones(b - a, shared + b - a, dtype=torch.bool, device=q.device).tril(diagonal=shared)
+        parts.append(F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scaling, enable_gqa=gqa))
+    return torch.cat(parts, dim=2).transpose(1, 2).contiguous(), None
+
+
+def share_prompt_prefixes(batch: dict, min_shared: int = MIN_SHARED) -> dict:
+    """Lay sequences of a padding-free row that begin with the same prompt tokens (EFT records all
+    begin with the rubric) as one shared start and a branch each: the start is computed once and
+    every branch attends to it, so the logits of every completion token are the same as laid
+    separately (the same loss, the same gradients: the start's share of them is summed once).
+
+    Only a start inside every member's prompt (labels -100) is shared, so no label moves; each
+    branch keeps its positions (start length onwards). Written here because TRL shares no prefixes
+    in training; the attention is `varlen_attention`."""
+    import torch
+
+    ids, pos, labels = (batch[k][0].tolist() for k in ("input_ids", "position_ids", "labels"))
+    starts = [i for i, p in enumerate(pos) if p == 0] + [len(ids)]
+    seqs = [(ids[a:b], labels[a:b]) for a, b in zip(starts, starts[1:])]
+    groups: dict[tuple, list[int]] = {}
+    for n, (s, _) in enumerate(seqs):
+        groups.setdefault(tuple(s[:min_shared]) if len(s) > min_shared else ("alone", n), []).append(n)
+    out_ids, out_pos, out_labels = [], [], []
+    shared_any = False
+    for members in groups.values():
+        shared = 0
+        if len(members) > 1:
+            first = seqs[members[0]][0]
+            limit = min(next((i for i, x in enumerate(seqs[m][1]) if i and x != -100), len(seqs[m][1])) - 1
+                        for m in members)  # stay inside every prompt
+            while shared < limit and all(seqs[m][0][shared] == first[shared] for m in members):
+                shared += 1
+        if shared < min_shared:
+            for m in members:
+                s, lab = seqs[m]
+                out_ids += s; out_labels += lab; out_pos += list(range(len(s)))
+            continue
+        shared_any = True
+        s, lab = seqs[members[0]]
+        out_ids += s[:shared]; out_labels += lab[:shared]; out_pos += list(range(shared))
+        for m in members:
+            s, lab = seqs[m]
+            out_ids += s[shared:]; out_labels += [-100] + lab[shared + 1:]; out_pos += list(range(shared, len(s)))
+    if not shared_any:
+        return batch
+    row = {"input_ids": out_ids, "position_ids": out_pos, "labels": out_labels}
+    # cu_seq_lens_* / max_length_* describe the old layout (flash-attention's); varlen_attention reads positions
+    rest = {k: v for k, v in batch.items() if k not in row and not k.startswith(("cu_seq_lens", "max_length"))}
+    return {**rest, **{k: torch.tensor([v], dtype=batch[k].dtype) for k, v in row.items()}}
 
 
 @contextlib.contextmanager
@@ -80,11 +151,14 @@ def use_padding_free(trainer) -> None:
     its `train` then runs the model with `varlen_attention`."""
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-    trainer.data_collator = DataCollatorForLanguageModeling(
+    collate = DataCollatorForLanguageModeling(
         pad_token_id=trainer.processing_class.pad_token_id,
         padding_free=True,
         pad_to_multiple_of=trainer.args.pad_to_multiple_of,
     )
+    # padding to a multiple would add a segment of pad positions: only then are starts not shared
+    trainer.data_collator = (collate if trainer.args.pad_to_multiple_of
+                             else lambda examples: share_prompt_prefixes(collate(examples)))
     trainer.padding_free = True
     train = trainer.train
 

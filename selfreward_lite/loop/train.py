@@ -31,6 +31,7 @@ from ..run import interrupts, seeds
 from ..run.rundir import ADAPTER_WEIGHTS
 from ..run.tracking import trainer_logging, trainer_report_to
 from . import dpo_diagnostics
+from .padding_free import supports_padding_free, use_padding_free
 
 
 def _common_args(cfg: Config, lm: LoadedModel, out_dir: str, batch_size: int, checkpoints: bool, log_dir=None) -> dict:
@@ -236,7 +237,6 @@ def train_sft(cfg: Config, lm: LoadedModel, records: list[dict], on_step=None, c
     """
     from trl import SFTConfig
 
-    from .padding_free import supports_padding_free, use_padding_free
 
     with _output_dir(checkpoint_dir, "srlite-sft-") as tmp, trainer_logging(cfg, log_dir):
         args = SFTConfig(

@@ -22,10 +22,12 @@ from selfreward_lite.run.records import bundled_path
 
 # Small but real: every stage runs, on few prompts and short generations. M1 sees all the judge
 # (EFT) seed data twice, as in the cpu preset, so that its judgments parse, but only a slice of
-# the instruction (IFT) seed.
+# the instruction (IFT) seed. A cut-off answer is never paired, and this M1 finishes fewer than half
+# of its answers within the cpu preset's 96 tokens (measured: 10 of 24, one pair in round 1), so
+# answers get 128 tokens and each prompt 6 candidates, 2 judgments each as in the cpu preset.
 TINY = [
-    "--set", "prompts_per_round=6", "--set", "n_candidates=4", "--set", "judge_samples=3",
-    "--set", "prompt_max_new_tokens=40", "--set", "response_max_new_tokens=40",
+    "--set", "prompts_per_round=6", "--set", "n_candidates=6", "--set", "judge_samples=2",
+    "--set", "prompt_max_new_tokens=40", "--set", "response_max_new_tokens=128",
     "--set", "judge_max_new_tokens=96", "--set", "sft_epochs=2", "--set", "dpo_epochs=1",
     "--set", "gen_batch_size=4",  # < prompts_per_round: several batches/chunks per stage, so kills land inside
     # the automatic end-of-round evaluation runs too, on 1 EFT question and 2 held-out prompts

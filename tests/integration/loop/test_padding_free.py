@@ -60,3 +60,60 @@ def test_padding_free_batch_masks_and_loss(tmp_path, embedded):
                                labels=packed["labels"], use_cache=False).loss
     assert torch.allclose(loss_varlen, loss_padded, atol=1e-4, rtol=0), (loss_varlen, loss_padded)
     assert lm.model.get_base_model().config._attn_implementation != "srlite_varlen"  # restored
+
+
+RUBRIC = ("Review the user's question and the corresponding response using the additive 5-point scoring "
+          "system described below. Points are accumulated based on the satisfaction of each criterion. ")
+SHARED = [
+    (RUBRIC + "User: What is 2 + 2? Response: 4.", "The answer is right and brief. Score: 4"),
+    (RUBRIC + "User: Say hello. Response: Hi.", "Friendly, but minimal. Score: 3"),
+    ("Give a one-word synonym for 'big'.", "Large."),
+    (RUBRIC + "User: Name a colour. Response: Table.", "Not a colour. Score: 0"),
+]
+
+
+def test_shared_prompt_starts_give_the_same_loss_and_gradients(tmp_path, embedded):
+    """Records that begin with the same prompt (the rubric) share one computed start; the loss and
+    the gradient of every trainable parameter are those of the padded batch (float32 rounding)."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from selfreward_lite.loop.padding_free import segments, share_prompt_prefixes
+
+    cfg = preset_config("cpu", dtype="float32")
+    lm = load_stack(cfg, [], train_new=True)
+    rows = [{"prompt": [{"role": "user", "content": q}], "completion": [{"role": "assistant", "content": a}]}
+            for q, a in SHARED]
+    args = SFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, max_length=cfg.max_length,
+                     completion_only_loss=True, use_cpu=True, report_to="none", disable_tqdm=True)
+    trainer = SFTTrainer(model=lm.model, args=args, train_dataset=Dataset.from_list(rows), processing_class=lm.tokenizer)
+    examples = [trainer.train_dataset[i] for i in range(len(rows))]
+    padded = trainer.data_collator(examples)
+    use_padding_free(trainer)
+    shared = trainer.data_collator(examples)
+
+    laid_apart = int(padded["attention_mask"].sum())
+    assert shared["input_ids"].shape[1] < laid_apart - 2 * 32  # the rubric start is laid once, not three times
+    assert int(shared["labels"].ne(-100).sum()) == int(padded["labels"].ne(-100).sum())  # the same labels
+    roots = [s for s in segments(shared["position_ids"][0].tolist()) if s[0] == s[2]]
+    assert len(roots) == 2  # the rubric start (with its first branch) and the synonym record
+
+    def loss_and_grads(**inputs):
+        lm.model.zero_grad()
+        loss = lm.model(**inputs, use_cache=False).loss
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in lm.model.named_parameters() if p.grad is not None}
+
+    lm.model.eval()  # no dropout: the two passes must compute the same function
+    for p in lm.model.parameters():  # B starts at zero, so give it values: gradients then reach A as well
+        if p.requires_grad:
+            p.data.normal_(0, 0.02)
+    want_loss, want = loss_and_grads(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"],
+                                     labels=padded["labels"])
+    with padding_free_attention(lm.model):
+        got_loss, got = loss_and_grads(input_ids=shared["input_ids"], position_ids=shared["position_ids"],
+                                       labels=shared["labels"])
+    assert torch.allclose(got_loss, want_loss, atol=1e-5, rtol=0), (got_loss, want_loss)
+    assert want and set(got) == set(want)
+    for name in want:
+        assert torch.allclose(got[name], want[name], atol=1e-5, rtol=1e-3), name
