@@ -4,7 +4,6 @@ user can fix (`SrliteError`) becomes a message and exit code 2 in one place, `co
 from __future__ import annotations
 
 import functools
-import json
 import signal
 import sys
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import List, Optional
 import typer
 
 from . import build_report, create_run, evaluate, export_model, export_pairs, iterate as run_iterate, judge_file, status
+from .config import parse_overrides
 from .errors import SrliteError
 from .report.display import RichUI, eval_tables, judge_file_table, report_tables, status_table
 from .run.interrupts import Interrupted, graceful_stop
@@ -72,20 +72,6 @@ def command(name: str | None = None, *, group: typer.Typer = app, interrupted: s
         return group.command(name)(run)
 
     return register
-
-
-def parse_overrides(items: list[str]) -> dict:
-    """`--set key=value` options; values parse as JSON when they can (numbers, bools, lists)."""
-    out = {}
-    for item in items:
-        key, eq, value = item.partition("=")
-        if not eq or not key.strip():
-            raise SrliteError(f"--set {item!r}: expected key=value, e.g. --set prompts_per_round=8.")
-        try:
-            out[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key.strip()] = value
-    return out
 
 
 @command()
@@ -154,19 +140,13 @@ def chat(
     overrides = dict(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, system=system)
     interactive = sys.stdin.isatty()
 
-    def read_line() -> Optional[str]:
-        try:
-            return input("you> " if interactive else "")
-        except EOFError:
-            return None
-
     try:  # Ctrl-C ends the session like Ctrl-D
         session, t = load_chat(run_dir, round_, overrides)
         if prompt is not None:
             typer.echo(session.reply(prompt))
             return
         typer.echo(f"Chatting with M{t}. /exit or Ctrl-D quits, /reset starts over.", err=True)
-        chat_loop(session, read_line, lambda text: typer.echo(f"M{t}> {text}" if interactive else text))
+        chat_loop(session, lambda: input("you> " if interactive else ""), lambda text: typer.echo(f"M{t}> {text}" if interactive else text))
     except KeyboardInterrupt:
         typer.echo("", err=True)
 

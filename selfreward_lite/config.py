@@ -279,3 +279,17 @@ def load_config(path: Path) -> Config:
     if not isinstance(values, dict):
         raise SrliteError(f"{path}: the config must be a JSON object of field: value.")
     return config_from_dict(values, source=str(path))
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """`--set key=value` options; values parse as JSON when they can (numbers, bools, lists)."""
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise SrliteError(f"--set {item!r}: expected key=value, e.g. --set prompts_per_round=8.")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out

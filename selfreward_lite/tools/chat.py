@@ -100,10 +100,14 @@ def load_chat(run_dir: Path, t: int | None, settings_overrides: dict) -> tuple[C
 
 
 def chat_loop(chat: Chat, read_line: Callable[[], str | None], write: Callable[[str], None]) -> int:
-    """Read user turns until /exit, /quit or end of input (read_line returns None); returns turns answered."""
+    """Read user turns until /exit, /quit or end of input (read_line returns None or raises
+    EOFError, as `input` does); returns turns answered."""
     answered = 0
     while True:
-        line = read_line()
+        try:
+            line = read_line()
+        except EOFError:
+            line = None
         if line is None or line.strip() in EXIT_COMMANDS:
             return answered
         text = line.strip()

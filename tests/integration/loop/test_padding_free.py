@@ -4,7 +4,7 @@ import torch
 
 from helpers import _token_ids
 from selfreward_lite.config import preset_config
-from selfreward_lite.loop.padding_free import padding_free_attention, use_padding_free
+from selfreward_lite.loop.padding_free import padding_free_attention, segments, use_padding_free
 from selfreward_lite.models.hf import load_stack
 
 RECORDS = [
@@ -15,14 +15,15 @@ RECORDS = [
 ]
 
 
-def test_padding_free_batch_masks_and_loss(tmp_path, embedded):
+def collated(tmp_path, records):
+    """(model, rows, the padded batch, the padding-free batch) of `records` as train_sft's SFTTrainer collates them."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
     cfg = preset_config("cpu", dtype="float32")
     lm = load_stack(cfg, [], train_new=True)
     rows = [{"prompt": [{"role": "user", "content": q}], "completion": [{"role": "assistant", "content": a}]}
-            for q, a in RECORDS]
+            for q, a in records]
     args = SFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, max_length=cfg.max_length,
                      completion_only_loss=True, use_cpu=True, report_to="none", disable_tqdm=True)
     trainer = SFTTrainer(model=lm.model, args=args, train_dataset=Dataset.from_list(rows), processing_class=lm.tokenizer)
@@ -30,6 +31,11 @@ def test_padding_free_batch_masks_and_loss(tmp_path, embedded):
     padded = trainer.data_collator(examples)
     use_padding_free(trainer)
     packed = trainer.data_collator(examples)
+    return lm, rows, padded, packed
+
+
+def test_padding_free_batch_masks_and_loss(tmp_path, embedded):
+    lm, rows, padded, packed = collated(tmp_path, RECORDS)
 
     # One row, no padding, no attention mask; positions restart at each sequence.
     assert "attention_mask" not in packed and packed["input_ids"].shape[0] == 1
@@ -75,22 +81,7 @@ SHARED = [
 def test_shared_prompt_starts_give_the_same_loss_and_gradients(tmp_path, embedded):
     """Records that begin with the same prompt (the rubric) share one computed start; the loss and
     the gradient of every trainable parameter are those of the padded batch (float32 rounding)."""
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
-
-    from selfreward_lite.loop.padding_free import segments, share_prompt_prefixes
-
-    cfg = preset_config("cpu", dtype="float32")
-    lm = load_stack(cfg, [], train_new=True)
-    rows = [{"prompt": [{"role": "user", "content": q}], "completion": [{"role": "assistant", "content": a}]}
-            for q, a in SHARED]
-    args = SFTConfig(output_dir=str(tmp_path), per_device_train_batch_size=4, max_length=cfg.max_length,
-                     completion_only_loss=True, use_cpu=True, report_to="none", disable_tqdm=True)
-    trainer = SFTTrainer(model=lm.model, args=args, train_dataset=Dataset.from_list(rows), processing_class=lm.tokenizer)
-    examples = [trainer.train_dataset[i] for i in range(len(rows))]
-    padded = trainer.data_collator(examples)
-    use_padding_free(trainer)
-    shared = trainer.data_collator(examples)
+    lm, _, padded, shared = collated(tmp_path, SHARED)
 
     laid_apart = int(padded["attention_mask"].sum())
     assert shared["input_ids"].shape[1] < laid_apart - 2 * 32  # the rubric start is laid once, not three times
