@@ -145,17 +145,27 @@ def _sft_trainer_class(device: str):
         return _resumable(SFTTrainer)
 
     class CPUSFTTrainer(SFTTrainer):
-        """On CPU, TRL's fused LM-head log-prob kernel scores every position (prompt included)
-        in float32 and halves throughput; the model's own causal-LM loss on the same labels
-        (-100 outside the completion) is the same loss, twice as fast."""
+        """On CPU, TRL's fused LM-head log-prob kernel runs in float32 tiles and halves throughput.
+        This loss is the model's own causal-LM loss (summed over the completion tokens, divided by
+        num_items_in_batch, as the model does), with the LM head run only at the positions whose
+        next token is learned (`logits_to_keep`): the prompt positions (most of an EFT record) never
+        get the 49k-vocabulary projection and softmax. Same loss, same gradients (tested)."""
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            keys = ("input_ids", "attention_mask", "labels", "position_ids")
+            import torch.nn.functional as F
+
+            targets = inputs["labels"][:, 1:]  # position t predicts token t + 1
+            keep = targets.ne(-100).any(dim=0).nonzero().flatten()  # positions any row learns from
+            keys = ("input_ids", "attention_mask", "position_ids")
             # use_cache=False (as TRL's own compute_loss): no KV cache built in training, and the
-            # padding-free layout's per-sequence attention mask needs it (padding_free.py).
-            outputs = model(**{k: inputs[k] for k in keys if k in inputs}, num_items_in_batch=num_items_in_batch,
-                            use_cache=False)
-            return (outputs.loss, outputs) if return_outputs else outputs.loss
+            # padding-free layout needs it (padding_free.py).
+            outputs = model(**{k: inputs[k] for k in keys if k in inputs}, use_cache=False, logits_to_keep=keep)
+            logits = outputs.logits.float()
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets[:, keep].reshape(-1),
+                                   ignore_index=-100, reduction="sum")
+            loss = loss / (num_items_in_batch if num_items_in_batch is not None else targets.ne(-100).sum().clamp(min=1))
+            outputs.loss = loss
+            return (loss, outputs) if return_outputs else loss
 
     return _resumable(CPUSFTTrainer)
 

@@ -1,5 +1,7 @@
 """SFT's padding-free micro-batches: loss only on assistant tokens, and the same loss as padded."""
 
+import contextlib
+
 import torch
 
 from helpers import _token_ids
@@ -108,3 +110,30 @@ def test_shared_prompt_starts_give_the_same_loss_and_gradients(tmp_path, embedde
     assert want and set(got) == set(want)
     for name in want:
         assert torch.allclose(got[name], want[name], atol=1e-5, rtol=1e-3), name
+
+
+def test_cpu_sft_loss_projects_only_learned_positions_and_equals_the_models_loss(tmp_path, embedded):
+    """train_sft's CPU loss runs the LM head only where a completion token is predicted; the loss and
+    the gradients are those of the model's own causal-LM loss, padded and padding-free."""
+    from selfreward_lite.loop.train import _sft_trainer_class
+
+    lm, _, padded, packed = collated(tmp_path, SHARED)
+    lm.model.eval()
+    for p in lm.model.parameters():
+        if p.requires_grad:
+            p.data.normal_(0, 0.02)
+    loss_of = _sft_trainer_class("cpu").compute_loss
+    n = int(padded["labels"][:, 1:].ne(-100).sum())
+    for batch in (padded, packed):
+        with (padding_free_attention(lm.model) if batch is packed else contextlib.nullcontext()):
+            lm.model.zero_grad()
+            want = lm.model(**batch, use_cache=False).loss
+            want.backward()
+            want_grads = {k: p.grad.clone() for k, p in lm.model.named_parameters() if p.grad is not None}
+            lm.model.zero_grad()
+            loss, outputs = loss_of(None, lm.model, dict(batch), return_outputs=True, num_items_in_batch=n)
+            loss.backward()
+        assert outputs.logits.shape[1] < batch["input_ids"].shape[1] // 2  # prompts are most of these rows
+        assert torch.allclose(loss, want, atol=1e-5, rtol=0), (loss, want)
+        for k, g in want_grads.items():
+            assert torch.allclose(dict(lm.model.named_parameters())[k].grad, g, atol=1e-5, rtol=1e-3), k

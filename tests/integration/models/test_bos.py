@@ -15,6 +15,7 @@ from tiny_models import tiny_llama_dir
 from selfreward_lite.config import preset_config
 from selfreward_lite.judging import engine
 from selfreward_lite.judging.rubric import load_rubric
+from selfreward_lite.loop.padding_free import segments
 from selfreward_lite.loop.self_instruction import few_shot_prompt
 from selfreward_lite.models.generation import bos_id, generate, prompt_ids, render_chat
 from selfreward_lite.models.hf import load_stack, load_tokenizer
@@ -28,7 +29,8 @@ def tiny_cfg(path, **kw):
 
 
 def feed_recorder(lm):
-    """input_ids of every forward over more than one position (prefills, training steps), first real token on."""
+    """input_ids of every forward over more than one position (prefills, training steps), first real token on;
+    a padding-free training row gives each of its sequences, a shared prompt start included (padding_free.segments)."""
     seen = []
     base = lm.model.get_base_model() if hasattr(lm.model, "get_base_model") else lm.model
 
@@ -36,6 +38,11 @@ def feed_recorder(lm):
         ids = kwargs.get("input_ids", args[0] if args else None)
         mask = kwargs.get("attention_mask")
         if ids is None or ids.shape[1] < 2:
+            return
+        if mask is None and kwargs.get("position_ids") is not None and ids.shape[0] == 1:
+            row, pos = ids[0].tolist(), kwargs["position_ids"][0].tolist()
+            for a, b, root in segments(pos):
+                seen.append(row[a:b] if a == root else row[root:root + pos[a]] + row[a:b])
             return
         for r in range(ids.shape[0]):
             row = ids[r] if mask is None or mask.dim() != 2 else ids[r][mask[r].bool()]
