@@ -344,7 +344,7 @@ def _dpo_figures(dpo: dict) -> dict:
     moved = dpo.get("movement", {})  # absent in adapters trained before it was measured
     return {
         **{k: dpo[k] for k in ("steps", "first_loss", "last_loss")},
-        **{k: moved.get(k) for k in ("reward_accuracy", "reward_margin", "delta_logp_chosen", "delta_logp_rejected",
+        **{k: moved.get(k) for k in ("pairs", "reward_accuracy", "reward_margin", "delta_logp_chosen", "delta_logp_rejected",
                                      "delta_logp_per_token")},
         "train_reward_margin": dpo["reward_margin"],
         "train_reward_accuracy": dpo["reward_accuracy"],

@@ -282,3 +282,15 @@ def test_create_prompts_drops_eval_prompts_and_never_shows_them_as_examples(tmp_
     stats = read_json(run.round_dir(1) / "prompts_stats.json")
     assert stats["dropped"] == {"near an eval prompt (ROUGE-L)": 2} and stats["seed_prompts_near_eval"] == 1
     assert shown and not any(eval_prompt in text for text in shown)
+
+
+def test_round_metrics_keep_the_pair_count_of_the_dpo_movement_so_its_accuracy_shows_n():
+    from selfreward_lite.loop.stages import _dpo_figures
+    from selfreward_lite.report.tables import dpo_accuracy_text
+
+    dpo = {"steps": 4, "first_loss": 0.69, "last_loss": 0.67, "reward_margin": 0.05, "reward_accuracy": 0.5,
+           "movement": {"pairs": 8, "reward_accuracy": 0.75, "reward_margin": 0.07, "delta_logp_chosen": 0.2,
+                        "delta_logp_rejected": -0.4, "delta_logp_per_token": 0.01}}
+    figures = _dpo_figures(dpo)
+    assert figures["pairs"] == 8 and figures["reward_accuracy"] == 0.75 and figures["train_reward_accuracy"] == 0.5
+    assert dpo_accuracy_text(figures) == "too few (n=8)"
