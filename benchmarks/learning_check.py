@@ -54,7 +54,7 @@ def sizes(args) -> dict:
             "prompts_per_round": 3 if tiny else args.prompts_per_round,
             "n_candidates": 3 if tiny else 4,
             "prompt_max_new_tokens": 32 if tiny else 64,
-            "response_max_new_tokens": 24 if tiny else 96,
+            "response_max_new_tokens": 24 if tiny else args.response_tokens,
             "ifeval_max_new_tokens": 24 if tiny else 128,
             "dpo_epochs": 2 if tiny else args.dpo_epochs,  # tiny: 2 steps (the first one's margin is 0 by definition)
         },
@@ -187,6 +187,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-words", type=int, choices=LIMITS, default=None, help="the word limit rewarded (default 40; 12 with --tiny)")
     ap.add_argument("--prompts-per-round", type=int, default=24)
     ap.add_argument("--dpo-epochs", type=float, default=2.0)
+    ap.add_argument("--response-tokens", type=int, default=96, help="token budget of a candidate answer (a cut-off "
+                    "answer is never paired: a larger budget gives more pairs)")
     ap.add_argument("--heldout", type=int, default=None, help="held-out prompts (default all 36; 4 with --tiny)")
     ap.add_argument("--ifeval", type=int, default=30, help="also IFEval-format accuracy of M1 and M_last on N bundled prompts")
     ap.add_argument("--no-ifeval", dest="ifeval", action="store_const", const=0)
