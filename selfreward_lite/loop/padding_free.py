@@ -15,10 +15,11 @@ only without a KV cache: the loss passes use_cache=False), but sdpa with an expl
 whole row computes all L^2 scores and leaves the fused causal kernel: measured on CPU, SFT got
 *slower* than padded (benchmarks/sft_speed.py). So while training padding-free the model runs
 `varlen_attention`: sdpa with is_causal=True on each sequence of the row (what flash-attention's
-varlen kernel does, in plain torch, on CPU and GPU alike; sum of l_i^2 scores, no mask tensor).
-Flash-attention-2, where installed, reads the `cu_seq_lens_*` the collator adds; Unsloth has its own
+varlen kernel does, in plain torch, on CPU and GPU alike; sum of l_i^2 scores, no mask tensor),
+whatever implementation the model was loaded with (flash-attention's `cu_seq_lens_*` from the
+collator would not describe rows with shared prompt starts, so they are dropped). Unsloth has its own
 padding-free path (flash-attention varlen, xformers block-diagonal masks or sdpa masks, in its
-`utils/packing.py`).
+`utils/packing.py`); this module serves the HF backend.
 
 TRL 1.16 refuses `padding_free=True` with `max_length` set unless it packs (its guard for datasets
 it does not prepare itself); it does truncate the datasets it prepares, so the trainer is built
@@ -27,7 +28,6 @@ DPO: TRL 1.16's DPOTrainer has padding-free disabled ("temporarily unavailable")
 """
 
 from __future__ import annotations
-
 
 import contextlib
 
@@ -69,15 +69,15 @@ def varlen_attention(module, query, key, value, attention_mask, dropout=0.0, sca
     if (attention_mask is not None or position_ids is None or query.shape[0] != 1
             or query.shape[2] != key.shape[2] or dropout):
         raise RuntimeError("varlen_attention serves padding-free training rows only")
-    length = query.shape[2]
+    pos = position_ids.reshape(-1)[: query.shape[2]].tolist()
     gqa = query.shape[1] != key.shape[1]
     parts = []
-    for a, b, root in segments(position_ids.reshape(-1)[:length].tolist()):
+    for a, b, root in segments(pos):
         q, k, v = query[:, :, a:b], key[:, :, a:b], value[:, :, a:b]
         if a == root:  # a sequence (or a shared start and its first branch): plain causal
             parts.append(F.scaled_dot_product_attention(q, k, v, is_causal=True, scale=scaling, enable_gqa=gqa))
             continue
-        shared = int(position_ids.reshape(-1)[a])  # the branch's keys: the root's first `shared` tokens, then its own
+        shared = pos[a]  # the branch's keys: the root's first `shared` tokens, then its own
         k = torch.cat([key[:, :, root:root + shared], k], dim=2)
         v = torch.cat([value[:, :, root:root + shared], v], dim=2)
         mask = torch.ones(b - a, shared + b - a, dtype=torch.bool, device=q.device).tril(diagonal=shared)

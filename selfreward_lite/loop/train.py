@@ -247,7 +247,6 @@ def train_sft(cfg: Config, lm: LoadedModel, records: list[dict], on_step=None, c
     """
     from trl import SFTConfig
 
-
     with _output_dir(checkpoint_dir, "srlite-sft-") as tmp, trainer_logging(cfg, log_dir):
         args = SFTConfig(
             **_common_args(cfg, lm, tmp, cfg.sft_batch_size, checkpoint_dir is not None, log_dir),
