@@ -4,11 +4,15 @@
     python benchmarks/judging_stage.py --run-dir RUN --model 1   # a run's M_1 as the judge
     python benchmarks/judging_stage.py --repeats 3           # each variant 3 times, the fastest counted
 
-Three variants judge the same answers with the same model, seed and settings (the pipeline's own
+The variants judge the same answers with the same model, seed and settings (the pipeline's own
 `engine.judge_items`, the pieces the round's judging stage runs batch by batch):
-  old       sampled judging (judge_samples judgments per answer), every prompt prefilled whole;
-  new       sampled judging with the rubric's KV cache computed once and copied into every batch
+  old       sampled judging (judge_samples judgments per answer), every prompt prefilled whole, HF's
+            `generate` (a batch runs until its longest row ends);
+  prefix    the same with the rubric's KV cache computed once and copied into every batch
             (models/prefix.py; exact: the same logits);
+  rows      the same as prefix, in our decode loop: a finished row leaves the batch (models/decode.py);
+  new       the same as rows, with grouped attention on CPU (models/grouped_attention.py): the stage as
+            it runs now;
   expected  judge_scoring "expected": one justification per answer, the score the probability-
             weighted mean of the digits 0..5 at its "Score:" (judging/expected.py), with the cache.
 Each variant runs after a warm-up call; the answers are the bundled held-out EFT split (30 answers
@@ -19,7 +23,9 @@ accuracy (Wilson interval) and Kendall tau-b (bootstrap interval), each with its
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+import functools
 import json
 import sys
 import time
@@ -34,6 +40,35 @@ def quality_text(q: dict) -> str:
     return (f"pairwise accuracy {pw['correct']}/{pw['pairs']}: {ci['pairwise_accuracy']['text']}; "
             f"Kendall tau-b {ci['kendall_tau_b']['text']}; parse rate {q['parsed']}/{q['judgments']}; "
             f"mean score {q['mean_score'] if q['mean_score'] is None else round(q['mean_score'], 2)}")
+
+
+@contextlib.contextmanager
+def generation_as(drop_finished: bool, grouped: bool):
+    """The engine calls `generation.generate`: without our decode loop it gets HF's `generate` path
+    (drop_finished=False), without grouped attention the eager attention used before it (on CPU)."""
+    from selfreward_lite.models import generation
+
+    saved = generation.generate, generation.attention_for_generation
+    generation.generate = functools.partial(saved[0], drop_finished=drop_finished)
+    if not grouped:
+        generation.attention_for_generation = eager_on_cpu
+    try:
+        yield
+    finally:
+        generation.generate, generation.attention_for_generation = saved
+
+
+@contextlib.contextmanager
+def eager_on_cpu(lm):
+    """What batched generation used on CPU before grouped attention: HF's eager attention."""
+    base = lm.model.get_base_model() if hasattr(lm.model, "get_base_model") else lm.model
+    before = base.config._attn_implementation
+    if lm.device == "cpu":
+        base.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        base.set_attn_implementation(before)
 
 
 def main() -> None:
@@ -68,17 +103,21 @@ def main() -> None:
         who = "embedded model (M0)"
     rubric = load_rubric(cfg.rubric)
     items = load_ranked_set(Path(str(resources.files("selfreward_lite") / "data" / "eft_eval.jsonl")), rubric)
-    variants = {
-        "old": (dataclasses.replace(cfg, judge_scoring="sampled"), False),
-        "new": (dataclasses.replace(cfg, judge_scoring="sampled"), True),
-        "expected": (dataclasses.replace(cfg, judge_scoring="expected"), True),
+    sampled, expected = dataclasses.replace(cfg, judge_scoring="sampled"), dataclasses.replace(cfg, judge_scoring="expected")
+    variants = {  # config, rubric cache, finished rows leave the batch, grouped attention
+        "old": (sampled, False, False, False),
+        "prefix": (sampled, True, False, False),
+        "rows": (sampled, True, True, False),
+        "new": (sampled, True, True, True),
+        "expected": (expected, True, True, True),
     }
     judge_items(lm, cfg, rubric, items[:2], seed=args.seed)  # warm-up (one-time allocations, kernels)
     seconds, quality = {}, {}
     for _ in range(args.repeats):
-        for name, (vcfg, cache) in variants.items():
+        for name, (vcfg, cache, drop, grouped) in variants.items():
             t0 = time.perf_counter()
-            records = judge_items(lm, vcfg, rubric, items, seed=args.seed, prefix_cache=cache)
+            with generation_as(drop, grouped):
+                records = judge_items(lm, vcfg, rubric, items, seed=args.seed, prefix_cache=cache)
             took = time.perf_counter() - t0
             seconds[name] = min(took, seconds.get(name, float("inf")))
             quality[name] = judge_quality_metrics(items, records)
@@ -88,8 +127,10 @@ def main() -> None:
           f"fastest of {args.repeats}")
     for name in variants:
         print(f"  {name:9s} {seconds[name]:7.1f} s   {quality_text(quality[name])}")
-    print(f"ratio old / new (prefix cache):            {seconds['old'] / seconds['new']:.2f}x")
-    print(f"ratio old / expected (prefix cache, K=1):  {seconds['old'] / seconds['expected']:.2f}x")
+    print(f"ratio old / prefix (rubric cache only):         {seconds['old'] / seconds['prefix']:.2f}x")
+    print(f"ratio old / rows (rubric cache, rows leave):    {seconds['old'] / seconds['rows']:.2f}x")
+    print(f"ratio old / new (+ grouped attention):          {seconds['old'] / seconds['new']:.2f}x")
+    print(f"ratio old / expected (the same, K=1):           {seconds['old'] / seconds['expected']:.2f}x")
     print(json.dumps({"seconds": seconds, "quality": {k: {"pairwise": q["pairwise"], "intervals": q["intervals"],
                                                           "parse_rate": q["parse_rate"]} for k, q in quality.items()}}))
 

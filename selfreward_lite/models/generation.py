@@ -18,6 +18,8 @@ from typing import Any, Callable, Sequence
 
 from ..run import seeds
 from .adapters import LoadedModel
+from .decode import decode, usable as decode_usable
+from .grouped_attention import for_generation as attention_for_generation
 from .prefix import PrefixCache, build as build_prefix, left_padded, prefill as prefix_prefill, usable as prefix_usable
 
 
@@ -113,6 +115,7 @@ def generate(
     share_prefill: bool = True,
     prefix: PrefixCache | None = None,
     score_tokens: Sequence[int] | None = None,
+    drop_finished: bool = True,
 ) -> list[list[Sample]]:
     """Sample `n` continuations of each rendered text, in left-padded batches.
 
@@ -127,6 +130,8 @@ def generate(
     batch instead of recomputed (models/prefix.py; exact). `score_tokens`: record, at every generated
     step, the model's own probabilities (softmax of its logits, before any sampling setting) of these
     token ids (Sample.step_probs), for reading a score's distribution (judging/expected.py).
+    `drop_finished` (HF backend): our decode loop, in which a finished row leaves the batch
+    (models/decode.py); False: HF's `generate`, every row to the end of the batch's longest.
     """
     import torch
 
@@ -140,10 +145,11 @@ def generate(
     settings = sampling_settings(temperature=temperature, top_p=top_p, top_k=top_k,
                                  repetition_penalty=repetition_penalty, max_new_tokens=max_new_tokens)
     prefix = prefix if prefix is not None and lm.backend == "hf" else None
+    own_loop = drop_finished and decode_usable(lm)  # finished rows leave the batch (models/decode.py)
     shared = lm.backend == "hf" and (prefix is not None or (n > 1 and share_prefill))
     # Unsloth's fast decoding keeps its own KV cache: it gets num_return_sequences instead.
     gen_cfg = generation_config(settings, eos_ids=eos_ids, pad_id=tok.pad_token_id, bos=bos,
-                                num_return_sequences=1 if shared else n)
+                                num_return_sequences=1 if shared or own_loop else n)
     extra = {}
     if lm.backend == "unsloth":
         extra["pad_token_id"] = tok.pad_token_id  # Unsloth's generate wrapper sets its own pad id unless given one
@@ -154,21 +160,29 @@ def generate(
         enc = left_padded(rows, tok.pad_token_id, model.device)
         torch.manual_seed(seeds.generate_call(seed, call))
         probs: list = []
-        with torch.inference_mode(), _batch_attention(lm), _only_our_settings(model, gen_cfg), \
-                _recording(model, score_tokens, probs):
+        with torch.inference_mode(), attention_for_generation(lm), _only_our_settings(model, gen_cfg), \
+                _recording(model, None if own_loop else score_tokens, probs):
             if shared:
                 ready = prefix_prefill(model, prefix, rows, tok.pad_token_id, n, model.device) if prefix else None
                 enc = ready if ready is not None else _shared_prefill(model, enc, n) if n > 1 else enc
             prompt_len = enc["input_ids"].shape[1]
-            if stop_strings:
-                from transformers import StoppingCriteriaList
+            stop = StopOnText(tok, stop_strings, prompt_len) if stop_strings else None
+            if own_loop:
+                if n > 1 and not shared:
+                    enc = {k: v.repeat_interleave(n, dim=0) for k, v in enc.items()}
+                decoded = decode(model, enc, gen_cfg, eos_ids=eos_ids, max_new_tokens=max_new_tokens, stop=stop,
+                                 score_tokens=score_tokens)
+                new, probs = [d.ids for d in decoded], [d.step_probs for d in decoded]
+            else:
+                if stop is not None:
+                    from transformers import StoppingCriteriaList
 
-                extra["stopping_criteria"] = StoppingCriteriaList([StopOnText(tok, stop_strings, prompt_len)])
-            probs.clear()  # only the steps of `generate`
-            out = model.generate(**enc, generation_config=gen_cfg, **extra)
-        new = out[:, prompt_len:].cpu()
-        for row, seq in enumerate(new):
-            ids = seq.tolist()
+                    extra["stopping_criteria"] = StoppingCriteriaList([stop])
+                probs.clear()  # only the steps of `generate`
+                out = model.generate(**enc, generation_config=gen_cfg, **extra)
+                new = out[:, prompt_len:].cpu().tolist()
+                probs = [[p[row] for p in probs] for row in range(len(new))] if score_tokens is not None else []
+        for row, ids in enumerate(new):
             stopped = next((k for k, t in enumerate(ids) if t in eos_ids), None)
             # A row that ended on a stop string is padded after it, like a row that hit EOS.
             kept = ids[:stopped] if stopped is not None else [t for t in ids if t != tok.pad_token_id]
@@ -177,7 +191,7 @@ def generate(
             sample = Sample(text.strip(), finished, len(kept))
             if score_tokens is not None:
                 sample.token_ids = kept
-                sample.step_probs = torch.stack([p[row] for p in probs[: len(kept)]]) if kept else None
+                sample.step_probs = torch.stack(probs[row][: len(kept)]) if kept else None
             results[idx[row // n]].append(sample)
         if on_batch:
             on_batch(len(idx))
@@ -193,7 +207,7 @@ def shared_prefix(lm: LoadedModel, text: str) -> PrefixCache | None:
     header and rubric), for `generate(prefix=...)`; None where the plain path must be used."""
     if not prefix_usable(lm):
         return None
-    with _batch_attention(lm):
+    with attention_for_generation(lm):
         return build_prefix(lm, prompt_ids(lm.tokenizer, text))
 
 
@@ -230,22 +244,6 @@ def _only_our_settings(model, gen_cfg):
         yield
     finally:
         base.generation_config = saved
-
-
-@contextlib.contextmanager
-def _batch_attention(lm: LoadedModel):
-    """On CPU, SDPA with a left-padding mask takes a slow path: eager attention generates
-    left-padded batches ~25% faster there (benchmarks/generation_speed.py). Training keeps SDPA."""
-    base = lm.model.get_base_model() if hasattr(lm.model, "get_base_model") else lm.model
-    before = base.config._attn_implementation
-    if lm.device != "cpu" or before != "sdpa":
-        yield
-        return
-    base.set_attn_implementation("eager")
-    try:
-        yield
-    finally:
-        base.set_attn_implementation(before)
 
 
 def _shared_prefill(model, enc: dict, n: int) -> dict:

@@ -9,7 +9,7 @@ from selfreward_lite.config import preset_config
 from selfreward_lite.judging import engine
 from selfreward_lite.judging.rubric import load_rubric
 from selfreward_lite.models import prefix as P
-from selfreward_lite.models.generation import _batch_attention, generate, prompt_ids, shared_prefix
+from selfreward_lite.models.generation import attention_for_generation, generate, prompt_ids, shared_prefix
 from selfreward_lite.models.hf import load_stack
 
 ITEMS = [{"id": f"i{k}", "prompt": q, "response": r} for k, (q, r) in enumerate([
@@ -29,7 +29,7 @@ def test_prefix_cache_gives_the_plain_logits_and_texts(embedded):
     m = P.shared_length(prefix, rows)
     assert len(prefix.ids) - 2 <= m <= len(prefix.ids)  # at most a token merged across the boundary
     pad = lm.tokenizer.pad_token_id
-    with torch.inference_mode(), _batch_attention(lm):
+    with torch.inference_mode(), attention_for_generation(lm):
         plain = P.left_padded(rows, pad, lm.model.device)
         positions = (plain["attention_mask"].cumsum(-1) - 1).clamp(min=0)
         want = lm.model(**plain, position_ids=positions).logits[:, -1]
