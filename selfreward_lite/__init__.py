@@ -24,12 +24,13 @@ from .report.markdown import build_report
 from .run.create import create_run
 from .run.rundir import open_run
 from .run.status import status
-from .tools.export import export_model, export_pairs
+from .tools.export import export, export_model, export_pairs
 from .tools.judge_file import judge_file
 from .version import __version__
 
 __all__ = [
     "Config", "SrliteError", "__version__",
-    "create_run", "open_run", "iterate", "evaluate", "judge_file", "export_model", "export_pairs", "status",
+    "create_run", "open_run", "iterate", "evaluate", "judge_file", "export", "export_model", "export_pairs",
+    "status",
     "build_report",
 ]

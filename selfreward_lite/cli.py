@@ -11,7 +11,7 @@ from typing import List, Optional
 
 import typer
 
-from . import build_report, create_run, evaluate, export_model, export_pairs, iterate as run_iterate, judge_file, status
+from . import build_report, create_run, evaluate, export as export_run, iterate as run_iterate, judge_file, status
 from .config import parse_overrides
 from .errors import SrliteError
 from .report.display import RichUI, eval_tables, judge_file_table, report_tables, status_table
@@ -163,19 +163,8 @@ def export(
     run_dir: Path = RUN_DIR,
 ) -> None:
     """Export M_N (merged model, folded adapter, optional GGUF) and/or round N's pairs for TRL."""
-    if out is None and pairs is None:
-        raise SrliteError("Nothing to export: pass --out DIR (the model) and/or --pairs FILE (round N's pairs).")
-    if pairs is not None:
-        if round_ is None:
-            raise SrliteError("--pairs needs --round N (the round whose pairs to export).")
-        n = export_pairs(run_dir, round_, pairs, force=force)
-        typer.echo(f"Wrote {n} pairs of round {round_} to {pairs} (TRL prompt/chosen/rejected).")
-    if out is not None:
-        typer.echo("Loading and merging the adapter stack ...", err=True)
-        info = export_model(run_dir, round_, out, dtype=dtype, gguf=gguf, llama_cpp=llama_cpp, force=force)
-        typer.echo(f"Exported {info['model']} ({info['dtype']}) to {out}: " + ", ".join(f"{k} -> {v}" for k, v in info["files"].items()))
-        if gguf is None:
-            typer.echo("No GGUF written (add --gguf f16; it needs llama.cpp's convert_hf_to_gguf.py).", err=True)
+    export_run(run_dir, round_, out=out, pairs=pairs, dtype=dtype, gguf=gguf, llama_cpp=llama_cpp, force=force,
+               say=typer.echo, news=lambda text: typer.echo(text, err=True))
 
 
 @command("messages", group=import_app)

@@ -142,3 +142,22 @@ def export_pairs(run_dir: Path, t: int, out_file: Path, force: bool = False) -> 
     rows = [trl_pair(p) for p in read_jsonl(src)]
     write_jsonl(out_file, rows)
     return len(rows)
+
+
+def export(run_dir: Path, t: int | None, *, out: Path | None = None, pairs: Path | None = None, dtype: str = "auto",
+           gguf: str | None = None, llama_cpp: Path | None = None, force: bool = False,
+           say=lambda text: None, news=lambda text: None) -> None:
+    """`srlite export`: round t's pairs to `pairs` and/or M_t to `out` (t None: the newest model); `say`
+    gets the results, `news` progress and hints."""
+    if out is None and pairs is None:
+        raise SrliteError("Nothing to export: pass --out DIR (the model) and/or --pairs FILE (round N's pairs).")
+    if pairs is not None:
+        if t is None:
+            raise SrliteError("--pairs needs --round N (the round whose pairs to export).")
+        say(f"Wrote {export_pairs(run_dir, t, pairs, force=force)} pairs of round {t} to {pairs} (TRL prompt/chosen/rejected).")
+    if out is not None:
+        news("Loading and merging the adapter stack ...")
+        info = export_model(run_dir, t, out, dtype=dtype, gguf=gguf, llama_cpp=llama_cpp, force=force)
+        say(f"Exported {info['model']} ({info['dtype']}) to {out}: " + ", ".join(f"{k} -> {v}" for k, v in info["files"].items()))
+        if gguf is None:
+            news("No GGUF written (add --gguf f16; it needs llama.cpp's convert_hf_to_gguf.py).")
