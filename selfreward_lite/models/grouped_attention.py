@@ -20,18 +20,23 @@ import contextlib
 NAME = "srlite_grouped"
 
 
-def grouped_attention(module, query, key, value, attention_mask, scaling: float, dropout: float = 0.0, **kwargs):
+def grouped_attention(module, query, key, value, attention_mask, scaling: float | None = None, dropout: float = 0.0,
+                      **kwargs):
     """eager_attention_forward's result (attn_output [b, q, heads, d], weights) with the heads of a group
     multiplied together; anything eager does beyond that (soft-capping, sinks, sliding windows in the
-    kwargs) goes to eager itself."""
-    import torch
-    from transformers.models.llama.modeling_llama import eager_attention_forward
+    kwargs, a mask per head) goes to the model's own eager attention."""
+    import sys
 
-    if dropout or kwargs.get("softcap") or kwargs.get("s_aux") is not None or kwargs.get("sliding_window"):
-        return eager_attention_forward(module, query, key, value, attention_mask, scaling, dropout, **kwargs)
+    import torch
+
+    if (dropout or kwargs.get("softcap") or kwargs.get("s_aux") is not None or kwargs.get("sliding_window")
+            or (attention_mask is not None and attention_mask.shape[1] != 1)):
+        eager = sys.modules[type(module).__module__].eager_attention_forward  # the modeling file's own
+        return eager(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
     b, heads, q, d = query.shape
     kv_heads, s = key.shape[1], key.shape[2]
     g = heads // kv_heads
+    scaling = d ** -0.5 if scaling is None else scaling  # eager's default
     # head h uses key/value head h // g (repeat_kv's order), so a group's queries are contiguous
     weights = torch.matmul(query.reshape(b, kv_heads, g * q, d), key.transpose(2, 3)) * scaling
     weights = weights.view(b, kv_heads, g, q, s)

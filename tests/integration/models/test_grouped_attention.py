@@ -53,3 +53,23 @@ def test_same_logits_as_eager(which, tmp_path, request):
             got = logits_of(base)
     assert base.config._attn_implementation == before
     assert torch.allclose(got, want, atol=1e-4, rtol=1e-4), (got - want).abs().max()
+
+
+def test_what_it_does_not_do_goes_to_the_models_own_eager():
+    """Gemma-2 soft-caps its attention logits and alternates sliding-window layers (both in the
+    attention kwargs): those calls go to Gemma-2's own eager attention, so the logits stay eager's."""
+    from types import SimpleNamespace
+
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    torch.manual_seed(0)
+    cfg = Gemma2Config(vocab_size=256, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                       num_key_value_heads=2, head_dim=8, sliding_window=6, attn_logit_softcapping=5.0,
+                       attn_implementation="eager")
+    model = Gemma2ForCausalLM(cfg).eval()
+    with torch.inference_mode():
+        want = logits_of(model)
+        with for_generation(SimpleNamespace(model=model, device="cpu")):
+            assert model.config._attn_implementation == NAME
+            got = logits_of(model)
+    assert torch.allclose(got, want, atol=1e-5, rtol=1e-5), (got - want).abs().max()
