@@ -12,7 +12,8 @@ Everything else is what HF's `_sample` does, so the tokens drawn follow the same
 - the logits processors are the ones HF builds from our GenerationConfig (`_get_logits_processor`,
   the builder `generate` itself calls: the same classes, settings and order), applied to float32
   logits of the last position, with the full row (prompt + generated ids) as their input_ids;
-- sampling is `torch.multinomial` of the softmax, greedy is argmax;
+- sampling draws from the softmax of the processed scores (`torch.multinomial`; top-p among the most
+  probable tokens only, the same distribution: `sampler`), greedy is argmax;
 - positions continue from the left-padded attention mask (cumsum − 1), as HF derives them.
 Greedy output is the same as HF's (tests/integration/models/test_decode.py); sampled output with the
 same seed is not the same draw, because a smaller batch consumes the random stream differently.
@@ -53,6 +54,7 @@ def decode(model, enc: dict, gen_cfg, *, eos_ids: Sequence[int], max_new_tokens:
     device = ids.device
     processors = base._get_logits_processor(generation_config=gen_cfg, input_ids_seq_length=ids.shape[1],
                                             encoder_input_ids=ids, device=device)
+    next_token = sampler(processors, gen_cfg.do_sample)
     eos = torch.tensor(list(eos_ids), device=device)
     watched = torch.tensor(list(score_tokens), device=device) if score_tokens is not None else None
 
@@ -71,15 +73,11 @@ def decode(model, enc: dict, gen_cfg, *, eos_ids: Sequence[int], max_new_tokens:
             probs = torch.softmax(logits, dim=-1)[:, watched].cpu()
             for b, row in enumerate(active):
                 out_probs[row].append(probs[b])
-        scores = processors(ids, logits)
-        if gen_cfg.do_sample:
-            token = torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
-        else:
-            token = torch.argmax(scores, dim=-1)
+        token = next_token(ids, logits)
         ids = torch.cat([ids, token[:, None]], dim=-1)
         ended = torch.isin(token, eos)
         if stop is not None:
-            ended |= stop(ids, scores).to(device)
+            ended |= stop(ids, None).to(device)
         for b, t in enumerate(token.tolist()):
             out_ids[active[b]].append(t)
         if step + 1 == max_new_tokens or bool(ended.all()):
@@ -94,3 +92,61 @@ def decode(model, enc: dict, gen_cfg, *, eos_ids: Sequence[int], max_new_tokens:
         next_pos = next_pos + 1
     return [DecodedRow(r, p) for r, p in zip(out_ids, out_probs or [None] * len(out_ids))]
 
+
+
+NUCLEUS_CANDIDATES = 256  # top-p looks at this many most probable tokens first (all of them when they hold < top_p)
+
+
+def sampler(processors, do_sample: bool):
+    """(input_ids, float32 logits) -> the next token of each row, as HF's `_sample` draws it with these
+    processors: argmax of the processed scores, or a draw from their softmax.
+
+    Top-p fast: HF's TopPLogitsWarper sorts the whole vocabulary of every row at every step; on CPU
+    that sort (32 rows × 49k) cost more than the model's forward pass. Here the probabilities are
+    computed once, only the NUCLEUS_CANDIDATES most probable tokens are sorted (`nucleus`), and the
+    draw is among those: the same kept set and the same distribution whenever those tokens hold at
+    least top_p of the mass (else that row takes HF's own warper). Used only when the processors are
+    exactly what our settings make (repetition penalty, then temperature, then top-p, each optional);
+    anything else runs HF's list as is."""
+    import torch
+    from transformers import RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopPLogitsWarper
+
+    def plain(ids, logits):
+        scores = processors(ids, logits)
+        if not do_sample:
+            return torch.argmax(scores, dim=-1)
+        return torch.multinomial(torch.softmax(scores, dim=-1), num_samples=1).squeeze(1)
+
+    kinds = [type(p) for p in processors]
+    top_p = next((p for p in processors if isinstance(p, TopPLogitsWarper)), None)
+    known = (RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper, TopPLogitsWarper)
+    if (not do_sample or top_p is None or top_p.min_tokens_to_keep != 1 or kinds[-1] is not TopPLogitsWarper
+            or not all(k in known for k in kinds) or len(set(kinds)) != len(kinds)):
+        return plain
+    before = processors[:-1]  # repetition penalty and temperature, in HF's order
+
+    def fast(ids, logits):
+        scores = logits
+        for p in before:
+            scores = p(ids, scores)
+        top, index, enough = nucleus(scores, top_p.top_p, NUCLEUS_CANDIDATES)
+        token = index.gather(1, torch.multinomial(top, num_samples=1)).squeeze(1)
+        if not bool(enough.all()):
+            rows = (~enough).nonzero().squeeze(1)
+            token[rows] = torch.multinomial(torch.softmax(top_p(ids[rows], scores[rows]), dim=-1), num_samples=1).squeeze(1)
+        return token
+
+    return fast
+
+
+def nucleus(scores, top_p: float, k: int):
+    """(weights [rows, k], their token ids, enough [rows]): the k most probable tokens of each row with
+    the probability of those in the top-p nucleus (HF's rule: a token stays when the tokens more probable
+    than it hold less than top_p; the most probable always stays) and 0 for the rest. `enough`: the k
+    tokens hold at least top_p, so no token outside them is in the nucleus and the weights are exact."""
+    import torch
+
+    probs = torch.softmax(scores, dim=-1)
+    top, index = torch.topk(probs, min(k, probs.shape[-1]), dim=-1)
+    above = top.cumsum(dim=-1) - top  # mass of the more probable tokens
+    return top.masked_fill(above >= top_p, 0.0), index, top.sum(dim=-1) >= top_p

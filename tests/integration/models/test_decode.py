@@ -2,9 +2,11 @@
 token, while finished rows leave the batch; stop strings and the recorded score-token probabilities
 are those of the HF path."""
 
+import pytest
 import torch
 
 from selfreward_lite.config import preset_config
+from selfreward_lite.models import decode as D
 from selfreward_lite.models.generation import generate, render_chat
 from selfreward_lite.models.hf import load_stack
 
@@ -59,10 +61,45 @@ def test_stop_strings_and_score_probabilities_match_hf(embedded):
         assert torch.allclose(a[0].step_probs, b[0].step_probs, atol=1e-5)
 
 
-def test_sampling_is_seeded_and_follows_the_settings(embedded):
+@pytest.mark.parametrize("top_k", [0, 5])
+def test_sampling_is_seeded_and_follows_the_settings(embedded, monkeypatch, top_k):
     lm = load_stack(preset_config("cpu", dtype="float32"), [])
     texts = texts_of(lm)[:3]
-    common = dict(temperature=0.8, top_p=0.9, top_k=5, max_new_tokens=16, batch_size=8)
+    common = dict(temperature=0.8, top_p=0.9, top_k=top_k, max_new_tokens=16, batch_size=8)
     a = generate(lm, texts, 2, seed=3, **common)
     assert [[s.text for s in g] for g in a] == [[s.text for s in g] for g in generate(lm, texts, 2, seed=3, **common)]
     assert [[s.text for s in g] for g in a] != [[s.text for s in g] for g in generate(lm, texts, 2, seed=4, **common)]
+    # rows whose few candidates hold less than top_p take HF's own warper
+    monkeypatch.setattr(D, "NUCLEUS_CANDIDATES", 2)
+    assert all(s.n_tokens > 0 for g in generate(lm, texts, 2, seed=3, **common) for s in g)
+
+
+def test_the_fast_path_serves_exactly_our_settings():
+    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    ours = LogitsProcessorList([TemperatureLogitsWarper(0.7), TopPLogitsWarper(0.9)])
+    assert D.sampler(ours, True).__name__ == "fast"
+    assert D.sampler(ours, False).__name__ == "plain"  # greedy
+    with_top_k = LogitsProcessorList([TemperatureLogitsWarper(0.7), TopKLogitsWarper(5), TopPLogitsWarper(0.9)])
+    assert D.sampler(with_top_k, True).__name__ == "plain"
+
+
+def test_nucleus_keeps_what_hf_top_p_keeps():
+    """The fast top-p (models/decode.nucleus) keeps exactly the tokens HF's TopPLogitsWarper keeps, with
+    their probabilities, whenever its candidates hold top_p; rows where they do not are flagged."""
+    from transformers import TopPLogitsWarper
+
+    from selfreward_lite.models.decode import nucleus
+
+    torch.manual_seed(0)
+    scores = torch.randn(64, 5000) * torch.linspace(0.5, 6.0, 64)[:, None]  # flat to peaked rows
+    ids = torch.zeros(64, 1, dtype=torch.long)
+    for top_p in (0.5, 0.9, 0.95):
+        want = TopPLogitsWarper(top_p)(ids, scores.clone())
+        weights, index, enough = nucleus(scores, top_p, 256)
+        assert 0 < int(enough.sum()) < 64  # both kinds of row in the test
+        for r in enough.nonzero().squeeze(1).tolist():
+            kept = set(index[r][weights[r] > 0].tolist())
+            assert kept == set(torch.isfinite(want[r]).nonzero().squeeze(1).tolist())
+            probs = torch.softmax(want[r], dim=-1)
+            assert torch.allclose(weights[r][weights[r] > 0] / weights[r].sum(), probs[index[r][weights[r] > 0]], atol=1e-6)
