@@ -4,7 +4,7 @@ of fewer than N words, a property IFEval's own verifier checks (`length_constrai
 If the machinery works (pairs, stacked adapters, DPO against M_t), the share of held-out answers
 with that property should rise from M1 to the last model.
 
-    python benchmarks/learning_check.py                    # full: 3 rounds, N = 40 (525 s on a 2-core AMD EPYC)
+    python benchmarks/learning_check.py                    # full: 3 rounds, N = 40 (1,075 s on a 2-core AMD EPYC)
     python benchmarks/learning_check.py --tiny --no-ifeval # reduced: 1 round on a few prompts (the test suite)
 
 Held-out prompts: the bundled eval prompts (never generated, trained or judged on by this script's
@@ -185,9 +185,9 @@ def main(argv=None) -> int:
     ap.add_argument("--tiny", action="store_true", help="reduced sizes (the test suite): 1 round, few prompts, short answers")
     ap.add_argument("--rounds", type=int, default=0, help="rounds (default 3; 1 with --tiny)")
     ap.add_argument("--max-words", type=int, choices=LIMITS, default=None, help="the word limit rewarded (default 40; 12 with --tiny)")
-    ap.add_argument("--prompts-per-round", type=int, default=24)
+    ap.add_argument("--prompts-per-round", type=int, default=48)
     ap.add_argument("--dpo-epochs", type=float, default=2.0)
-    ap.add_argument("--response-tokens", type=int, default=96, help="token budget of a candidate answer (a cut-off "
+    ap.add_argument("--response-tokens", type=int, default=160, help="token budget of a candidate answer (a cut-off "
                     "answer is never paired: a larger budget gives more pairs)")
     ap.add_argument("--heldout", type=int, default=None, help="held-out prompts (default all 36; 4 with --tiny)")
     ap.add_argument("--ifeval", type=int, default=30, help="also IFEval-format accuracy of M1 and M_last on N bundled prompts")
