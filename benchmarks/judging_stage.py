@@ -10,7 +10,8 @@ The variants judge the same answers with the same model, seed and settings (the 
             `generate` (a batch runs until its longest row ends);
   prefix    the same with the rubric's KV cache computed once and copied into every batch
             (models/prefix.py; exact: the same logits);
-  rows      the same as prefix, in our decode loop: a finished row leaves the batch (models/decode.py);
+  rows      the same as prefix, in our decode loop (models/decode.py): a finished row leaves the batch,
+            top-p among the most probable tokens instead of a sort of the whole vocabulary;
   new       the same as rows, with grouped attention on CPU (models/grouped_attention.py): the stage as
             it runs now;
   expected  judge_scoring "expected": one justification per answer, the score the probability-
