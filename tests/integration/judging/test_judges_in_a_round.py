@@ -19,7 +19,7 @@ from selfreward_lite.run.create import create_run
 from selfreward_lite.run.files import read_json, read_jsonl, write_json, write_jsonl
 
 TINY = dict(lora_r=4, lora_alpha=8, n_candidates=2, response_max_new_tokens=12, judge_samples=2,
-            judge_max_new_tokens=12, gen_batch_size=8, eval_each_round=False)
+            judge_max_new_tokens=12, gen_batch_size=8, eval_each_round=False, ifeval_each_round=False)
 
 LENGTH_JUDGE = '''
 def score(prompt, response):

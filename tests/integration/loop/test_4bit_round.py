@@ -39,7 +39,7 @@ from selfreward_lite.run.records import load_messages
 SETTINGS = dict(
     quantize="4bit", gradient_checkpointing=True,  # what the gpu preset runs
     lora_r=4, lora_alpha=8, sft_learning_rate=2e-2, sft_epochs=1.0, sft_batch_size=4, dpo_epochs=1.0, dpo_batch_size=2,
-    train_micro_batch_size=4, max_length=512, checkpoint_steps=0, eval_each_round=False,
+    train_micro_batch_size=4, max_length=512, checkpoint_steps=0, eval_each_round=False, ifeval_each_round=False,
     prompts_per_round=1, prompt_shots=3, prompt_shots_generated=0, prompt_max_new_tokens=12, prompt_max_attempts=2,
     n_candidates=2, response_max_new_tokens=8, judge_samples=1, judge_max_new_tokens=8, gen_batch_size=8)
 
