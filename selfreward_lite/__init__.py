@@ -10,6 +10,7 @@ The Python API (the `srlite` command line calls exactly these):
     summary = srl.judge_file(run.dir, "answers.jsonl")     # score your own answers with the newest model
     srl.export_model(run.dir, 3, "m3-export")              # merged 16-bit model + folded LoRA adapter
     srl.export_pairs(run.dir, 1, "round1-dpo.jsonl")       # round 1's pairs in TRL's format
+    srl.export(run.dir, 1, out="m1-export", pairs="r1.jsonl")  # both at once, as `srlite export` does
     print(srl.status(run.dir)["completed_rounds"], srl.build_report(run.dir)["report"])
 
 Every function takes the run directory; errors a user can fix raise `SrliteError`. Importing this
