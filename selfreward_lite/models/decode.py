@@ -93,7 +93,6 @@ def decode(model, enc: dict, gen_cfg, *, eos_ids: Sequence[int], max_new_tokens:
     return [DecodedRow(r, p) for r, p in zip(out_ids, out_probs or [None] * len(out_ids))]
 
 
-
 NUCLEUS_CANDIDATES = 256  # top-p looks at this many most probable tokens first (all of them when they hold < top_p)
 
 
