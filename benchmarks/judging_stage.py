@@ -12,7 +12,7 @@ The variants judge the same answers with the same model, seed and settings (the 
             (models/prefix.py; exact: the same logits);
   rows      the same as prefix, in our decode loop (models/decode.py): a finished row leaves the batch,
             top-p among the most probable tokens instead of a sort of the whole vocabulary;
-  new       the same as rows, with grouped attention on CPU (models/grouped_attention.py): the stage as
+  new       the same as rows, with grouped attention on CPU (models/attention.py): the stage as
             it runs now;
   expected  judge_scoring "expected": one justification per answer, the score the probability-
             weighted mean of the digits 0..5 at its "Score:" (judging/expected.py), with the cache.
@@ -62,7 +62,9 @@ def generation_as(drop_finished: bool, grouped: bool):
 @contextlib.contextmanager
 def eager_on_cpu(lm):
     """What batched generation used on CPU before grouped attention: HF's eager attention."""
-    base = lm.model.get_base_model() if hasattr(lm.model, "get_base_model") else lm.model
+    from selfreward_lite.models.adapters import transformers_model
+
+    base = transformers_model(lm.model)
     before = base.config._attn_implementation
     if lm.device == "cpu":
         base.set_attn_implementation("eager")

@@ -29,7 +29,7 @@ DPO: TRL 1.16's DPOTrainer has padding-free disabled ("temporarily unavailable")
 
 from __future__ import annotations
 
-import contextlib
+from ..models.attention import switched
 
 VARLEN = "srlite_varlen"  # the attention implementation used while training padding-free
 
@@ -131,19 +131,9 @@ def share_prompt_prefixes(batch: dict, min_shared: int = MIN_SHARED) -> dict:
     return {**rest, **{k: torch.tensor([v], dtype=batch[k].dtype) for k, v in row.items()}}
 
 
-@contextlib.contextmanager
 def padding_free_attention(model):
     """Run `model` with varlen_attention inside the block, its own implementation restored after."""
-    from transformers import AttentionInterface
-
-    AttentionInterface.register(VARLEN, varlen_attention)
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    before = base.config._attn_implementation
-    base.set_attn_implementation(VARLEN)
-    try:
-        yield
-    finally:
-        base.set_attn_implementation(before)
+    return switched(model, VARLEN, varlen_attention)
 
 
 def use_padding_free(trainer) -> None:

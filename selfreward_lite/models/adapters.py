@@ -19,6 +19,12 @@ TRAINABLE = "default"  # name of the adapter being trained (TRL's convention)
 FOLDED = "folded"  # name of the single adapter that an M_t stack is folded into
 
 
+def transformers_model(model):
+    """The transformers model under PEFT's wrapper (the model itself when it has none): where the
+    config, the generation_config, the attention implementation and the decoder layers live."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 @dataclass
 class LoadedModel:
     model: object  # transformers model or PeftModel
@@ -105,7 +111,7 @@ def merge_stack(lm: LoadedModel):
     """
     names = [a for a in lm.adapter_names if a != TRAINABLE]
     if not names:
-        return lm.model.get_base_model() if hasattr(lm.model, "get_base_model") else lm.model
+        return transformers_model(lm.model)
     return lm.model.merge_and_unload(adapter_names=names)
 
 

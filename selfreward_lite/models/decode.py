@@ -26,6 +26,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+from .adapters import transformers_model
+
 
 @dataclass
 class DecodedRow:
@@ -48,7 +50,7 @@ def decode(model, enc: dict, gen_cfg, *, eos_ids: Sequence[int], max_new_tokens:
     of these ids, from the raw logits (before any processor), per row."""
     import torch
 
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = transformers_model(model)
     ids, mask = enc["input_ids"], enc["attention_mask"]
     cache = enc.get("past_key_values")  # None: the first forward is the whole prefill and makes it
     device = ids.device

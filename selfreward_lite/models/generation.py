@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from ..run import seeds
-from .adapters import LoadedModel
+from .adapters import LoadedModel, transformers_model
 from .decode import decode, usable as decode_usable
-from .grouped_attention import for_generation as attention_for_generation
+from .attention import for_generation as attention_for_generation
 from .prefix import PrefixCache, build as build_prefix, left_padded, prefill as prefix_prefill, usable as prefix_usable
 
 
@@ -198,10 +198,6 @@ def generate(
     return results
 
 
-def _base_model(model):
-    return model.get_base_model() if hasattr(model, "get_base_model") else model
-
-
 def shared_prefix(lm: LoadedModel, text: str) -> PrefixCache | None:
     """The KV cache of `text`, the rendered start every prompt of a stage shares (the judge's chat
     header and rubric), for `generate(prefix=...)`; None where the plain path must be used."""
@@ -226,7 +222,7 @@ def _recording(model, token_ids: Sequence[int] | None, out: list):
         logits = output.logits[:, -1].float()
         out.append(torch.softmax(logits, dim=-1)[:, ids.to(logits.device)].cpu())
 
-    handle = _base_model(model).register_forward_hook(hook)
+    handle = transformers_model(model).register_forward_hook(hook)
     try:
         yield
     finally:
@@ -237,7 +233,7 @@ def _recording(model, token_ids: Sequence[int] | None, out: list):
 def _only_our_settings(model, gen_cfg):
     """HF's `generate` fills every setting left unset from the model's own generation_config (and
     PEFT re-reads it); with ours in its place during the call, nothing is inherited."""
-    base = _base_model(model)
+    base = transformers_model(model)
     saved = base.generation_config
     base.generation_config = gen_cfg
     try:
@@ -289,6 +285,6 @@ class StopOnText:
 
 def _eos_ids(lm: LoadedModel) -> list[int]:
     ids = {lm.tokenizer.eos_token_id}
-    gen_eos = _base_model(lm.model).generation_config.eos_token_id
+    gen_eos = transformers_model(lm.model).generation_config.eos_token_id
     ids.update(gen_eos if isinstance(gen_eos, list) else [gen_eos])
     return sorted(i for i in ids if i is not None)

@@ -35,7 +35,8 @@ from typing import Sequence
 from ..config import Config
 from ..errors import SrliteError
 from ..run import seeds
-from .adapters import FOLDED, TRAINABLE, LoadedModel, activate, fold_stack, init_trainable, load_adapters
+from .adapters import (FOLDED, TRAINABLE, LoadedModel, activate, fold_stack, init_trainable, load_adapters,
+                       transformers_model)
 from .embedded import resolve_model_path
 from .hf import load_tokenizer, quiet_libraries, resolve_device, resolve_dtype, uses_4bit
 
@@ -169,8 +170,7 @@ def training_mode(lm: LoadedModel) -> LoadedModel:
 
 
 def _decoder_layers(model) -> list:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    inner = getattr(base, "model", None)
+    inner = getattr(transformers_model(model), "model", None)
     return list(getattr(inner, "layers", []) or [])
 
 

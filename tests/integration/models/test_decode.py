@@ -7,6 +7,7 @@ import torch
 
 from selfreward_lite.config import preset_config
 from selfreward_lite.models import decode as D
+from selfreward_lite.models.adapters import transformers_model
 from selfreward_lite.models.generation import generate, render_chat
 from selfreward_lite.models.hf import load_stack
 
@@ -21,8 +22,8 @@ def texts_of(lm):
 def batch_sizes(lm):
     """The batch size of every forward pass of the base model."""
     seen = []
-    base = lm.model.get_base_model() if hasattr(lm.model, "get_base_model") else lm.model
-    base.register_forward_hook(lambda m, args, kwargs, out: seen.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
+    transformers_model(lm.model).register_forward_hook(
+        lambda m, args, kwargs, out: seen.append(kwargs["input_ids"].shape[0]), with_kwargs=True)
     return seen
 
 

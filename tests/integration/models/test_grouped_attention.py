@@ -1,4 +1,4 @@
-"""grouped_attention (models/grouped_attention.py) computes what eager attention computes, without
+"""grouped_attention (models/attention.py) computes what eager attention computes, without
 copying the KV cache per query head: the same logits for a left-padded prefill and for decode steps
 with a cache, on the embedded model (SmolLM2: 9 query heads on 3 key/value heads) and on a tiny
 random-weight Llama (4 on 2), and the model's own implementation is back afterwards."""
@@ -8,7 +8,7 @@ import torch
 from tiny_models import tiny_llama_dir
 
 from selfreward_lite.config import preset_config
-from selfreward_lite.models.grouped_attention import NAME, for_generation
+from selfreward_lite.models.attention import NAME, for_generation
 from selfreward_lite.models.hf import load_stack
 
 

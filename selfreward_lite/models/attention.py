@@ -1,4 +1,8 @@
-"""Attention for batched generation on CPU: eager attention's arithmetic without copying the KV cache.
+"""Attention implementations we run a model with for a while: `switched` (the one way to do it), and
+grouped attention for batched generation on CPU (`for_generation`; padding-free training switches to
+loop/padding_free.varlen_attention the same way).
+
+Grouped attention is eager attention's arithmetic without copying the KV cache.
 
 Decoding a judgment reads a cache of ~600 tokens per row at every step. HF's eager attention first
 expands the cache to one copy per query head (`repeat_kv`: 3 copies on SmolLM2 / Llama-3's 4 on 8B,
@@ -16,6 +20,9 @@ than eager (307 vs 167 ms per step, same case). GPUs keep the model's own implem
 from __future__ import annotations
 
 import contextlib
+import sys
+
+from .adapters import transformers_model
 
 NAME = "srlite_grouped"
 
@@ -25,8 +32,6 @@ def grouped_attention(module, query, key, value, attention_mask, scaling: float 
     """eager_attention_forward's result (attn_output [b, q, heads, d], weights) with the heads of a group
     multiplied together; anything eager does beyond that (soft-capping, sinks, sliding windows in the
     kwargs, a mask per head) goes to the model's own eager attention."""
-    import sys
-
     import torch
 
     if (dropout or kwargs.get("softcap") or kwargs.get("s_aux") is not None or kwargs.get("sliding_window")
@@ -48,20 +53,32 @@ def grouped_attention(module, query, key, value, attention_mask, scaling: float 
 
 
 @contextlib.contextmanager
-def for_generation(lm):
-    """On CPU, generate with grouped_attention (the mask eager's); elsewhere, the model's own."""
-    base = lm.model.get_base_model() if hasattr(lm.model, "get_base_model") else lm.model
-    before = base.config._attn_implementation
-    if lm.device != "cpu" or before not in ("sdpa", "eager"):
-        yield
-        return
+def switched(model, name: str, attention, mask=None):
+    """Inside the block, `model` (PEFT-wrapped or not) runs `attention` registered as `name` (with
+    `mask`, a transformers mask function, for the masks it is given; None: none are built for it);
+    its own implementation is restored after."""
     from transformers import AttentionInterface
-    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, eager_mask
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
 
-    AttentionInterface.register(NAME, grouped_attention)
-    ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, eager_mask)
-    base.set_attn_implementation(NAME)
+    AttentionInterface.register(name, attention)
+    if mask is not None:
+        ALL_MASK_ATTENTION_FUNCTIONS.register(name, mask)
+    base = transformers_model(model)
+    before = base.config._attn_implementation
+    base.set_attn_implementation(name)
     try:
         yield
     finally:
         base.set_attn_implementation(before)
+
+
+@contextlib.contextmanager
+def for_generation(lm):
+    """On CPU, generate with grouped_attention (the mask eager's); elsewhere, the model's own."""
+    if lm.device != "cpu" or transformers_model(lm.model).config._attn_implementation not in ("sdpa", "eager"):
+        yield
+        return
+    from transformers.masking_utils import eager_mask
+
+    with switched(lm.model, NAME, grouped_attention, eager_mask):
+        yield
