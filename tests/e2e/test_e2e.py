@@ -28,13 +28,15 @@ from selfreward_lite.run.records import bundled_path
 # Small but real: every stage runs, on few prompts and short generations. M1 sees all the judge
 # (EFT) seed data, so that its judgments parse, but only a slice of the instruction (IFT) seed, once,
 # at twice the cpu preset's learning rate (the preset: two epochs; measured on the same data: SFT
-# 130 -> 60 s, judgments parsed 23 and 16 of 72 -> 27 and 28, pairs 3 and 1 -> 3 and 4). A cut-off
-# answer is never paired, and this M1 finishes only about half of its answers within 128 tokens,
-# so each prompt gets 6 candidates, 2 judgments each as in the cpu preset.
+# 130 -> 60 s, more judgments parsed and more pairs). A cut-off answer is never paired, and this M1
+# finishes only about half of its answers within 128 tokens, so each prompt gets 6 candidates, 2
+# judgments each as in the cpu preset. Its parsed judgments are short ("Score: 4"; none longer than
+# 53 tokens in two rounds), so judgments get 64 tokens. Measured with these settings: judgments parsed
+# 25 and 27 of 60, pairs 3 and 3 (with 6 prompts and 96-token judgments: 27 and 28 of 72, 3 and 4).
 TINY = [
-    "--set", "prompts_per_round=6", "--set", "n_candidates=6", "--set", "judge_samples=2",
+    "--set", "prompts_per_round=5", "--set", "n_candidates=6", "--set", "judge_samples=2",
     "--set", "prompt_max_new_tokens=40", "--set", "response_max_new_tokens=128",
-    "--set", "judge_max_new_tokens=96", "--set", "sft_epochs=1", "--set", "sft_learning_rate=6e-4",
+    "--set", "judge_max_new_tokens=64", "--set", "sft_epochs=1", "--set", "sft_learning_rate=6e-4",
     "--set", "dpo_epochs=1",
     "--set", "gen_batch_size=4",  # < prompts_per_round: several batches/chunks per stage, so kills land inside
     # the automatic end-of-round evaluation runs too, on 1 EFT question and 2 held-out prompts
