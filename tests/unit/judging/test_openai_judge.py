@@ -47,6 +47,12 @@ class Stub:
                     status, headers, payload, delay = (*stub.script(n, body, self.headers.get("Authorization")), 0)[:4]
                     time.sleep(delay)
                     data = (payload if isinstance(payload, str) else json.dumps(payload)).encode()
+                finally:
+                    # Before the answer goes out: once the client has it, it may send the next request
+                    # while this thread has not run again (seen on a loaded machine: 4 "in flight" of 3).
+                    with stub.lock:
+                        stub.active -= 1
+                try:
                     self.send_response(status)
                     for k, v in {"Content-Type": "application/json", **headers}.items():
                         self.send_header(k, v)
@@ -55,9 +61,6 @@ class Stub:
                     self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):
                     pass
-                finally:
-                    with stub.lock:
-                        stub.active -= 1
 
             def log_message(self, *args):
                 pass
