@@ -8,7 +8,7 @@ duplicates, nothing left half-written.
 
 The reference runs in the background and the kill test (which needs only its M1) beside its
 rounds: one process trains while the other starts up, loads or decodes small batches, work that
-keeps one core busy at most. Each process gets half the module's cores (`THREADS`).
+keeps one core busy at most. Each process gets half the module's cores (`ENV`).
 """
 
 import json
@@ -45,9 +45,10 @@ TINY = [
 ]
 IFT_SLICE = 24
 
-# The reference and the kill test's runs go two at a time: each gets half the cores this module has
-# (all of them, or a pytest-xdist worker's share: tests/conftest.py).
-ENV = {"OMP_NUM_THREADS": str(max(1, int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 2) // 2))}
+# The environment of every srlite process here: the reference and the kill test's runs go two at a
+# time, so each gets half the cores this module has (all of them, or a pytest-xdist worker's share:
+# tests/conftest.py).
+ENV = {**os.environ, "OMP_NUM_THREADS": str(max(1, int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 2) // 2))}
 
 
 def srlite(*args, **kw):
@@ -118,7 +119,7 @@ class Background:
         self.run, self.out, self.err = run, run.parent / "iterate.out", run.parent / "iterate.err"
         with open(self.out, "w") as out, open(self.err, "w") as err:
             self.proc = subprocess.Popen([sys.executable, "-m", "selfreward_lite", "iterate", "--rounds", "2", "-d", str(run)],
-                                         stdout=out, stderr=err, env={**os.environ, **ENV})
+                                         stdout=out, stderr=err, env=ENV)
 
     def wait_for_m1(self) -> None:
         m1 = self.run / "m1" / "metrics.json"
@@ -152,7 +153,7 @@ def start(run: Path):
     # A shell running us in the background may have set SIGINT to "ignore", which the child would
     # inherit; restore the default, as at a terminal.
     return subprocess.Popen([sys.executable, "-m", "selfreward_lite", "iterate", "--rounds", "1", "-d", str(run)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **ENV},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV,
                             preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 

@@ -30,6 +30,7 @@ def test_file_lock_waits_for_the_holder_and_refuses_when_asked_not_to(tmp_path):
         with pytest.raises(BlockingIOError):
             with file_lock(path, wait=False):
                 pass
+
         def wait_then_note():
             with file_lock(path):
                 order.append("waiter")
@@ -52,7 +53,11 @@ def test_embedded_model_is_converted_once_when_two_commands_start_together(tmp_p
 
     monkeypatch.setenv("SRLITE_CACHE", str(tmp_path))
     target = embedded.embedded_cache_dir()
-    monkeypatch.setattr(embedded, "atomic_directory", lambda *a: (_ for _ in ()).throw(AssertionError("converted twice")))
+
+    def convert_again(*args):
+        raise AssertionError("converted twice")
+
+    monkeypatch.setattr(embedded, "atomic_directory", convert_again)
     got = []
     with file_lock(target.parent / f"{target.name}.lock"):  # the first command, converting
         second = threading.Thread(target=lambda: got.append(embedded.embedded_model_dir()))
