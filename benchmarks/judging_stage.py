@@ -12,10 +12,13 @@ The variants judge the same answers with the same model, seed and settings (the 
             (models/prefix.py; exact: the same logits);
   rows      the same as prefix, in our decode loop (models/decode.py): a finished row leaves the batch,
             top-p among the most probable tokens instead of a sort of the whole vocabulary;
-  new       the same as rows, with grouped attention on CPU (models/attention.py): the stage as
-            it runs now;
+  new       the same as rows, with grouped attention on CPU (models/attention.py);
+  completed the same as new, and a judgment that ended without its score is asked for it
+            (judge_complete_score, judging/engine.complete_scores): the stage as it runs now;
   expected  judge_scoring "expected": one justification per answer, the score the probability-
-            weighted mean of the digits 0..5 at its "Score:" (judging/expected.py), with the cache.
+            weighted mean of the digits 0..5 at its "Score:" (judging/expected.py), with the cache
+            and the completion.
+(old, prefix, rows and new judge without the completion, as the stage did before it.)
 Each variant runs after a warm-up call; the answers are the bundled held-out EFT split (30 answers
 to 10 questions with reference scores). Judge quality is evaluation/judge_quality's: pairwise
 accuracy (Wilson interval) and Kendall tau-b (bootstrap interval), each with its n.
@@ -39,7 +42,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 def quality_text(q: dict) -> str:
     pw, ci = q["pairwise"], q["intervals"]
     return (f"pairwise accuracy {pw['correct']}/{pw['pairs']}: {ci['pairwise_accuracy']['text']}; "
-            f"Kendall tau-b {ci['kendall_tau_b']['text']}; parse rate {q['parsed']}/{q['judgments']}; "
+            f"Kendall tau-b {ci['kendall_tau_b']['text']}; parse rate {q['parsed']}/{q['judgments']} "
+            f"({q['completed']} completed); "
             f"mean score {q['mean_score'] if q['mean_score'] is None else round(q['mean_score'], 2)}")
 
 
@@ -106,12 +110,15 @@ def main() -> None:
         who = "embedded model (M0)"
     rubric = load_rubric(cfg.rubric)
     items = load_ranked_set(Path(str(resources.files("selfreward_lite") / "data" / "eft_eval.jsonl")), rubric)
-    sampled, expected = dataclasses.replace(cfg, judge_scoring="sampled"), dataclasses.replace(cfg, judge_scoring="expected")
+    sampled = dataclasses.replace(cfg, judge_scoring="sampled", judge_complete_score=False)
+    completed = dataclasses.replace(sampled, judge_complete_score=True)
+    expected = dataclasses.replace(cfg, judge_scoring="expected", judge_complete_score=True)
     variants = {  # config, rubric cache, finished rows leave the batch, grouped attention
         "old": (sampled, False, False, False),
         "prefix": (sampled, True, False, False),
         "rows": (sampled, True, True, False),
         "new": (sampled, True, True, True),
+        "completed": (completed, True, True, True),
         "expected": (expected, True, True, True),
     }
     judge_items(lm, cfg, rubric, items[:2], seed=args.seed)  # warm-up (one-time allocations, kernels)
@@ -133,6 +140,7 @@ def main() -> None:
     print(f"ratio old / prefix (rubric cache only):         {seconds['old'] / seconds['prefix']:.2f}x")
     print(f"ratio old / rows (rubric cache, rows leave):    {seconds['old'] / seconds['rows']:.2f}x")
     print(f"ratio old / new (+ grouped attention):          {seconds['old'] / seconds['new']:.2f}x")
+    print(f"ratio old / completed (+ scores asked for):     {seconds['old'] / seconds['completed']:.2f}x")
     print(f"ratio old / expected (the same, K=1):           {seconds['old'] / seconds['expected']:.2f}x")
     print(json.dumps({"seconds": seconds, "quality": {k: {"pairwise": q["pairwise"], "intervals": q["intervals"],
                                                           "parse_rate": q["parse_rate"]} for k, q in quality.items()}}))

@@ -72,6 +72,7 @@ class Config:
     judge_top_p: float = 0.9  # nucleus sampling of the judge
     judge_max_new_tokens: int = 96  # token budget of one judgment (a judgment stops at its "Score: N" line; one cut off by the budget is unparsed, "truncated")
     judge_scoring: str = "sampled"  # "sampled": judge_samples judgments per answer, their "Score: N" averaged (the paper); "expected": one justification, score = probability-weighted mean of the tokens 0-5 at its "Score:" (continuous; model judges only)
+    judge_complete_score: bool = True  # a model judge's judgment that ends without a "Score: N" is continued from an appended "\nScore:" (a few tokens; recorded "completed"); false: it stays unparsed, "no score" (the paper)
     judge_min_parsed: int = 1  # a candidate needs at least this many parsed judgments (of judge_samples) to be ranked
     judge_concurrency: int = 4  # requests in flight at once to an openai: judge
     judge_timeout: float = 120.0  # seconds to connect, and to wait for each read, of one request to an openai: judge

@@ -92,7 +92,8 @@ def judge_quality_path(run: Run, n: int, source: Path | None = None) -> Path:
     cfg = run.cfg
     key = cache_key(source.read_bytes(), load_rubric(cfg.rubric), limit, cfg.judge_samples,
                     cfg.judge_temperature, cfg.judge_top_p, cfg.judge_max_new_tokens, cfg.seed, cfg.top_k,
-                    cfg.repetition_penalty, *(["expected"] if cfg.judge_scoring == "expected" else []))
+                    cfg.repetition_penalty, *(["expected"] if cfg.judge_scoring == "expected" else []),
+                    *(["completed"] if cfg.judge_complete_score else []))
     return run.judge_quality_path(n, key)
 
 
@@ -141,7 +142,7 @@ def judge_quality_metrics(items: list[dict], records: list[dict]) -> dict:
         "questions": len(groups),
         "answers": len(items),
         "answers_scored": len(scored),
-        **{k: summary[k] for k in ("judgments", "parsed", "parse_rate", "unparsed")},
+        **{k: summary[k] for k in ("judgments", "parsed", "parse_rate", "unparsed", "completed")},
         # pairs of answers to one question with different reference scores; model ties and
         # unscored answers count as wrong
         "pairwise": pairwise,

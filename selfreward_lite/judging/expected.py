@@ -54,12 +54,13 @@ class ScoreReader:
         pairs = [(i, d) for d, ids in digit_tokens(tok).items() for i in ids]
         return cls([i for i, _ in pairs], [d for _, d in pairs])
 
-    def score(self, tok, sample) -> tuple[float | None, str, bool]:
-        """(score, parse status, whether it is the expected value) of one generated judgment."""
-        parsed = parse_judgment(sample.text, sample.finished)
+    def score(self, tok, sample, lead: str = "") -> tuple[float | None, str, bool]:
+        """(score, parse status, whether it is the expected value) of one generated judgment; `lead`:
+        the text before the generated part that belongs to it (a completion's "Score:", engine.py)."""
+        parsed = parse_judgment(lead + sample.text, sample.finished)
         if parsed.score is None:
             return None, parsed.status, False
-        step = digit_step(tok, sample.token_ids or [])
+        step = digit_step(tok, sample.token_ids or [], lead)
         if step is None or sample.step_probs is None or sample.token_ids[step] not in self.token_ids:
             return float(parsed.score), parsed.status, False
         probs = [0.0] * (MAX_SCORE + 1)
@@ -71,9 +72,10 @@ class ScoreReader:
         return sum(d * p for d, p in enumerate(probs)) / total, parsed.status, True
 
 
-def digit_step(tok, ids: list[int]) -> int | None:
-    """The index of the generated token that holds the digit of the text's final `Score: N`."""
-    text = tok.decode(ids, skip_special_tokens=True)
+def digit_step(tok, ids: list[int], lead: str = "") -> int | None:
+    """The index of the generated token that holds the digit of the text's final `Score: N`
+    (`lead`: text before the generated ids, e.g. a completion's "Score:")."""
+    text = lead + tok.decode(ids, skip_special_tokens=True)
     matches = list(_SCORE_RE.finditer(text))
     if not matches:
         return None
@@ -81,6 +83,6 @@ def digit_step(tok, ids: list[int]) -> int | None:
     if text[at] == "-":  # a negative number is out of range; parse_judgment said so already
         return None
     for k in range(len(ids)):
-        if len(tok.decode(ids[: k + 1], skip_special_tokens=True)) > at:
+        if len(lead) + len(tok.decode(ids[: k + 1], skip_special_tokens=True)) > at:
             return k
     return None

@@ -69,6 +69,7 @@ JUDGE_STOP_STRINGS = tuple(f"Score: {n}\n" for n in range(MAX_SCORE + 1))
 
 
 TRUNCATED = "truncated"  # the judgment ran out of tokens before it ended
+NO_SCORE = "no score"  # the judgment ended without a score line
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,7 @@ def parse_score(text: str) -> ParsedScore:
     """The judge's final `Score: N`, or an unparsed result that says why."""
     matches = _SCORE_RE.findall(text or "")
     if not matches:
-        return ParsedScore(None, "no score")
+        return ParsedScore(None, NO_SCORE)
     raw = matches[-1]
     value = float(raw)
     if not value.is_integer():

@@ -170,9 +170,10 @@ def _chunks(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _generate_journaled(run: Run, t: int, stage: int, lm, journal: Journal, work: list[dict], n: int,
-                        text_of, rows_of, sampling: dict, advance) -> None:
-    """Sample `n` continuations for each work item not yet in the journal, chunk by chunk.
+def _generate_journaled(run: Run, t: int, stage: int, journal: Journal, work: list[dict], n: int,
+                        text_of, sample, rows_of, advance) -> None:
+    """For each work item not yet in the journal, `sample(texts, batch_size, seed)` gives its group
+    (n continuations, or n judgment records), chunk by chunk; `rows_of(item, group)` its journal rows.
 
     Chunks are fixed slices of the work list (longest texts first, as a batch wants), so
     chunk c always has the same items and seed whether or not the stage was restarted.
@@ -186,10 +187,9 @@ def _generate_journaled(run: Run, t: int, stage: int, lm, journal: Journal, work
         if not todo:
             continue
         interrupts.check()
-        samples = with_backoff(run, "generation", run.cfg.gen_batch_size, lambda bs: generation.generate(
-            lm, [texts[i] for i in todo], n, batch_size=bs, seed=seeds.batch(stage_seed, c), **sampling,
-        ))
-        journal.append([row for i, group in zip(todo, samples) for row in rows_of(work[i], group)])
+        groups = with_backoff(run, "generation", run.cfg.gen_batch_size,
+                              lambda bs: sample([work[i] for i in todo], bs, seeds.batch(stage_seed, c)))
+        journal.append([row for i, group in zip(todo, groups) for row in rows_of(work[i], group)])
         advance(len(todo))
 
 
@@ -207,12 +207,15 @@ def sample_candidates(run: Run, t: int, lm, prompts_file: Path, out: Path, ui=Qu
 
     with ui.progress("prompts answered", total=len(prompts)) as advance:
         advance(len(done))
-        _generate_journaled(
-            run, t, seeds.CANDIDATES, lm, journal, prompts, cfg.n_candidates,
-            lambda p: generation.render_chat(lm.tokenizer, [{"role": "user", "content": p["prompt"]}]), rows_of,
-            stage_sampling(cfg)["candidates"],
-            advance,
-        )
+        def text_of(p: dict) -> str:
+            return generation.render_chat(lm.tokenizer, [{"role": "user", "content": p["prompt"]}])
+
+        def sample(batch: list[dict], bs: int, seed: int):
+            return generation.generate(lm, [text_of(p) for p in batch], cfg.n_candidates, batch_size=bs, seed=seed,
+                                       **stage_sampling(cfg)["candidates"])
+
+        _generate_journaled(run, t, seeds.CANDIDATES, journal, prompts, cfg.n_candidates, text_of, sample, rows_of,
+                            advance)
     by_id = {r["id"]: r for r in journal.load()}
     journal.finish([by_id[f"{p['id']}-c{k}"] for p in prompts for k in range(cfg.n_candidates)])
 
@@ -233,16 +236,16 @@ def judge_candidates(run: Run, t: int, lm, candidates_file: Path, out: Path, ui=
     def rows(c: dict, records: list[dict]) -> list[dict]:
         return [{"id": f"{c['id']}-j{r['sample']}", "candidate_id": c["id"], "prompt_id": c["prompt_id"],
                  "text": r["text"], "score": r["score"], "parse": r["parse"], "finished": r["finished"],
-                 **({"expected": r["expected"]} if "expected" in r else {})} for r in records]
+                 **{k: r[k] for k in ("expected", "completed") if k in r}} for r in records]
 
     with ui.progress("candidates judged", total=len(cands)) as advance:
         advance(len(done))
         if external:
             _judge_external(run, t, lm, journal, cands, n, rows, advance)
         else:  # the rubric's KV cache is computed once here, for every batch of the stage
-            kw, parse = engine.setup(lm, cfg, rubric)
-            _generate_journaled(run, t, seeds.JUDGING, lm, journal, cands, n, lambda c: engine.judge_text(lm, rubric, c),
-                                lambda c, group: rows(c, parse(c, group)), kw, advance)
+            judge = engine.setup(lm, cfg, rubric)
+            _generate_journaled(run, t, seeds.JUDGING, journal, cands, n, lambda c: engine.judge_text(lm, rubric, c),
+                                lambda batch, bs, seed: judge(batch, seed=seed, batch_size=bs), rows, advance)
     by_id = {r["id"]: r for r in journal.load()}
     journal.finish([by_id[f"{c['id']}-j{k}"] for c in cands for k in range(n)])
 

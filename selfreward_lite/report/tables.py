@@ -123,8 +123,10 @@ def dpo_accuracy_text(dpo: dict) -> str:
 
 
 def parse_rate_text(summary: dict, judgments: int) -> str:
-    """Parsed judgments of all judgments, from a judgment summary (round metrics, judge quality, `srlite judge`)."""
-    return rate_text((summary.get("intervals") or {}).get("parse_rate"), summary["parsed"], judgments)
+    """Parsed judgments of all judgments, from a judgment summary (round metrics, judge quality, `srlite judge`),
+    and how many of them had their score asked for after the judge stopped without one (judging/engine.complete_scores)."""
+    text = rate_text((summary.get("intervals") or {}).get("parse_rate"), summary["parsed"], judgments)
+    return f"{text}, {summary['completed']} completed" if summary.get("completed") else text
 
 
 JUDGE_QUALITY_HEADER = ["model", "pairwise accuracy", "exact match", "Spearman ρ", "Kendall τ-b", "parse rate",

@@ -13,6 +13,8 @@
     `srlite judge`                                  judge_file(s)        = s * 1000 + 902
     `srlite chat`, turn i                           chat_turn(s, i)      = s + i
     one `generate` call c with seed x               generate_call(x, c)  = x * 1_000_003 + c
+      the score completions of the judgments made   score_completion(x)  = x * 1_000_003 + 999_999
+        with seed x (judging/engine.py)
     the new adapter trained in round t (t = 0:      adapter_init(s, t)   = s * 1000 + 10 t + 4
       M1's SFT adapter): its random A, on both
       backends, and again after an out-of-memory
@@ -31,6 +33,7 @@ ADAPTER_INIT = 4  # the round's new adapter (its random A)
 PAIRS = 5  # the pairs stage (ties broken at random)
 EVALUATION, VERDICTS, JUDGE_FILE = 901, 902, 902  # offsets outside the rounds' range
 GENERATE_STRIDE = 1_000_003  # a prime, so the calls of different seeds do not meet
+COMPLETION_CALL = 999_999  # beyond any batch count of one `generate`
 
 
 def stage(s: int, t: int, k: int) -> int:
@@ -70,3 +73,8 @@ def adapter_init(s: int, t: int) -> int:
 
 def training(s: int) -> int:
     return s
+
+
+def score_completion(seed: int) -> int:
+    """The seed of the pass that completes the judgments a `generate` with `seed` left without a score."""
+    return generate_call(seed, COMPLETION_CALL)

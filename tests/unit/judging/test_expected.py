@@ -75,3 +75,14 @@ def test_records_config_and_stop_strings():
         preset_config("cpu", judge_scoring="mean")
     with pytest.raises(SrliteError, match="gives none"):
         preset_config("cpu", judge_scoring="expected", judge="openai:http://localhost:8000/v1#m")
+
+
+def test_a_completion_is_read_after_its_lead():
+    """A completed judgment's generated part is only the number; "Score:" came from the cue (engine.complete_scores)."""
+    tok, reader = CharTok(), ScoreReader.for_tokenizer(CharTok())
+    ids = tok(" 4")["input_ids"]
+    assert digit_step(tok, ids, lead="Score:") == 1 and digit_step(tok, ids) is None
+    steps = torch.full((2, 6), 1 / 6)
+    steps[1] = torch.tensor([0, 0, 0, 0.5, 0.5, 0])
+    assert reader.score(tok, Sample(" 4", True, 2, token_ids=ids, step_probs=steps), lead="Score:") == (
+        pytest.approx(3.5), "ok", True)

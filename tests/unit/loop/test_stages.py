@@ -148,7 +148,8 @@ def test_generation_oom_halves_batch_and_keeps_every_record(tmp_path, monkeypatc
 
 # --- the judging stage goes through the one engine, with its output format unchanged --------------
 
-def test_judge_candidates_uses_the_engine_pieces_and_keeps_its_format(tmp_path, monkeypatch):
+@pytest.mark.parametrize("complete", [True, False])
+def test_judge_candidates_uses_the_engine_pieces_and_keeps_its_format(tmp_path, monkeypatch, complete):
     import selfreward_lite.models.generation as model_mod
     from selfreward_lite.models.generation import Sample
     from selfreward_lite.run.rundir import Run
@@ -159,31 +160,45 @@ def test_judge_candidates_uses_the_engine_pieces_and_keeps_its_format(tmp_path, 
 
     def fake_generate(lm, texts, n, **kw):
         calls.append((list(texts), n, kw))
+        if texts[0].endswith("\nScore:"):  # the completion of a judgment that stopped without its score
+            return [[Sample(" 3", False, 1)] for _ in texts]
         replies = [("Fine. Score: 4", True), ("Hmm.", True), ("Score: 9", True), ("Score: 2", True),
                    ("Score: 5\nThough on reflection the", False)]
         return [[Sample(*replies[(i * n + k) % 5], 3) for k in range(n)] for i in range(len(texts))]
 
     monkeypatch.setattr(model_mod, "generate", fake_generate)
     monkeypatch.setattr(model_mod, "render_chat", lambda tok, msgs: "<chat>" + msgs[0]["content"])
-    run = Run(tmp_path, preset_config("cpu", judge_samples=2))
+    run = Run(tmp_path, preset_config("cpu", judge_samples=2, judge_complete_score=complete))
     cands = [{"id": f"r1-p0000-c{k}", "prompt_id": "r1-p0000", "prompt": "Name a fruit.", "response": r}
              for k, r in enumerate(["Apple.", "Car.", "Fig"])]
     write_jsonl(tmp_path / "candidates.jsonl", cands)
     judge_candidates(run, 1, SimpleNamespace(tokenizer=None), tmp_path / "candidates.jsonl", tmp_path / "judgments.jsonl")
 
-    [(texts, n, kw)] = calls
+    (texts, n, kw), *completion = calls
     assert n == 2 and kw["seed"] == seeds.stage(run.cfg.seed, 1, seeds.JUDGING) * 1000 and kw["max_new_tokens"] == run.cfg.judge_max_new_tokens
     assert "Name a fruit." in texts[0] and "<response>Apple.</response>" in texts[0]
     assert kw["stop_strings"] == [f"Score: {n}\n" for n in range(6)]  # a judgment ends after its score line
     rows = [json.loads(line) for line in (tmp_path / "judgments.jsonl").read_text().splitlines()]
     assert rows[:5] == [
         {"id": "r1-p0000-c0-j0", "candidate_id": "r1-p0000-c0", "prompt_id": "r1-p0000", "text": "Fine. Score: 4", "score": 4, "parse": "ok", "finished": True},
-        {"id": "r1-p0000-c0-j1", "candidate_id": "r1-p0000-c0", "prompt_id": "r1-p0000", "text": "Hmm.", "score": None, "parse": "no score", "finished": True},
+        {"id": "r1-p0000-c0-j1", "candidate_id": "r1-p0000-c0", "prompt_id": "r1-p0000", "text": "Hmm.", "score": None, "parse": "no score", "finished": True}
+        if not complete else  # the judge ended without a score: asked for it, it wrote " 3"
+        {"id": "r1-p0000-c0-j1", "candidate_id": "r1-p0000-c0", "prompt_id": "r1-p0000", "text": "Hmm.\nScore: 3", "score": 3, "parse": "ok", "finished": True, "completed": True},
         {"id": "r1-p0000-c1-j0", "candidate_id": "r1-p0000-c1", "prompt_id": "r1-p0000", "text": "Score: 9", "score": None, "parse": "out of range", "finished": True},
         {"id": "r1-p0000-c1-j1", "candidate_id": "r1-p0000-c1", "prompt_id": "r1-p0000", "text": "Score: 2", "score": 2, "parse": "ok", "finished": True},
         # Ran out of tokens after an interim "Score: 5": unparsed, never a 5.
         {"id": "r1-p0000-c2-j0", "candidate_id": "r1-p0000-c2", "prompt_id": "r1-p0000", "text": "Score: 5\nThough on reflection the", "score": None, "parse": "truncated", "finished": False},
     ]
+    if not complete:
+        assert completion == []
+        return
+    # one completion pass for the chunk: only the judgments that ended without a score (not the
+    # out-of-range or the truncated one), each its judge prompt + text + "\nScore:", one sample, a few tokens
+    [(ctexts, cn, ckw)] = completion
+    no_score = [r for r in rows if r.get("completed")]
+    assert len(ctexts) == len(no_score) == 1
+    assert ctexts[0] == texts[0] + "Hmm.\nScore:" and cn == 1
+    assert ckw["seed"] == seeds.score_completion(kw["seed"]) and ckw["max_new_tokens"] == 3 and ckw["stop_strings"] is None
 
 
 # --- the pairs stage: what pairs_stats.json records --------------------------------------------------

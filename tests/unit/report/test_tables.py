@@ -39,6 +39,10 @@ def test_rate_formatting_rules():
         "new 7, old 2, even 3 of 12 prompts (exact sign test p = 0.18)"
     assert T.sign_test_text({"prompts": 4, "new_better": 4, "old_better": 0, "even": 0, "p_value": 0.125}) == "too few (n=4)"
     assert T.sign_test_text(None) == T.DASH
+    # a parse rate says how many of its scores were asked for after the judge stopped without one
+    assert T.parse_rate_text({"parsed": 34, "completed": 9}, 48) == "70.8% (n=48, 95% CI 56–82%), 9 completed"
+    assert T.parse_rate_text({"parsed": 34, "completed": 0}, 48) == T.parse_rate_text({"parsed": 34}, 48) == \
+        "70.8% (n=48, 95% CI 56–82%)"
 
 
 def test_correlation_formatting_rules():
