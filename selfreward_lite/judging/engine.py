@@ -95,8 +95,8 @@ def complete_scores(lm, texts: Sequence[str], groups, records: list[list[dict]],
     COMPLETION_CUE, continued by the judge for a few tokens with the same sampling settings; the record
     is parsed again from `text + "\nScore: " + continuation` and marked "completed" (in place).
 
-    Why: a small judge often writes its justification and stops (M1 of the embedded model: a third of
-    its judgments); the rubric asks it to conclude with its score, so asking for exactly that conclusion
+    Why: a small judge often writes its justification and stops (M1 of the embedded model: a fifth to a
+    third of its judgments); the rubric asks it to conclude with its score, so asking for exactly that conclusion
     reads the judge's own verdict where it would otherwise be thrown away, for a few tokens instead of a
     whole new judgment. The justification is the judge's; only the cue is ours (the paper's format). A
     judgment cut off by the budget, or with an out-of-range or non-integer score, is left as it is."""

@@ -149,7 +149,7 @@ class ChatService:
     def complete(self, req: ChatRequest) -> dict:
         tok = self.lm.tokenizer
         text = generation.render_chat(tok, req.messages)
-        prompt_tokens = len(tok(text, add_special_tokens=False)["input_ids"])
+        prompt_tokens = len(generation.prompt_ids(tok, text))  # what the model sees: BOS included where it takes one
         if isinstance(self.context, int) and prompt_tokens + req.max_tokens > self.context:
             raise BadRequest(f"the prompt ({prompt_tokens} tokens) plus max_tokens ({req.max_tokens}) exceed the "
                              f"model's context of {self.context} tokens", param="messages", code="context_length_exceeded")

@@ -23,6 +23,8 @@ CFG = preset_config("cpu")
 
 
 class Tok:
+    bos_token_id, chat_template = None, ""  # no BOS (generation.bos_id)
+
     def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=True):
         return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
 
@@ -72,6 +74,21 @@ def test_completion_honours_the_sampling_fields(calls):
     assert (call["n"], call["temperature"], call["top_p"], call["max_new_tokens"], call["seed"], call["stop_strings"]) == \
         (2, 0.0, 0.5, 7, 11, ["STOP"])
     assert call["texts"] == ["<user>Hi there<assistant>"]
+
+
+class BosTok(Tok):
+    """A tokenizer whose plain encoding starts with BOS (id 1) while its chat template writes none."""
+    bos_token_id = 1
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": ([1] if add_special_tokens else []) + text.split()}
+
+
+def test_prompt_tokens_count_the_bos_the_model_sees(calls):
+    lm = SimpleNamespace(tokenizer=BosTok(), model=SimpleNamespace(config=SimpleNamespace(max_position_embeddings=4096)))
+    with TestClient(serve.build_app(serve.ChatService(lm, CFG, "m2"), serve.Stopper(None, None))) as c:
+        r = chat(c, max_tokens=7)
+    assert r.json()["usage"]["prompt_tokens"] == 3  # BOS + the 2 tokens of the rendered chat
 
 
 def test_defaults_are_the_runs_sampling_settings(calls):
