@@ -292,9 +292,15 @@ def test_ctrl_c_does_not_wait_for_requests_in_flight(run, stub):
     s = stub(lambda n, body, auth: (*ok("Score: 2"), 5.0))  # a very slow endpoint
     cands, out = endpoint_run(run, s.url, judge_concurrency=2, judge_samples=1)
     timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    # Ctrl-C as an interactive Python gets it: a test process started in the background by a shell
+    # without job control inherits SIGINT ignored, and Python then installs no handler of its own.
+    saved = signal.signal(signal.SIGINT, signal.default_int_handler)
     start = time.perf_counter()
     timer.start()
-    with pytest.raises(KeyboardInterrupt):
-        stages.judge_candidates(run, 1, round_judge(run, 1, None), cands, out)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            stages.judge_candidates(run, 1, round_judge(run, 1, None), cands, out)
+    finally:
+        signal.signal(signal.SIGINT, saved)
     assert time.perf_counter() - start < 3  # not the 5 s of the requests in flight
     assert len(s.requests) == 2  # the queued ones were never sent
