@@ -42,24 +42,20 @@ def test_a_judgment_without_a_score_gets_one(embedded, scoring):
     assert "completed" not in cut and cut["parse"] == "truncated"
 
 
-def test_judge_items_completes_and_counts_it(embedded, monkeypatch):
+def test_judge_items_completes_and_counts_it(embedded):
     """Through judge_items: the bare base model rarely writes the rubric's score line; every judgment
     that ended at EOS without one is completed, and the summary says how many parsed scores came so."""
-    settings = dict(dtype="float32", judge_samples=4, judge_max_new_tokens=96)
-    cfg = preset_config("cpu", **settings)
+    cfg = preset_config("cpu", dtype="float32", judge_samples=4, judge_max_new_tokens=64)
     lm = load_stack(cfg, [])
-    rubric = load_rubric(cfg.rubric)
     items = [{"id": f"q{k}", "prompt": q, "response": r} for k, (q, r) in enumerate([
         (ITEM["prompt"], ITEM["response"]), ("Name a primary color.", "Red."), ("What is 2+2?", "4"), ("Say hi.", "Hi!")])]
-    plain = engine.judge_items(lm, preset_config("cpu", **settings, judge_complete_score=False), rubric, items, seed=3)
-    done = engine.judge_items(lm, cfg, rubric, items, seed=3)
-    stopped = [k for k, r in enumerate(plain) if r["parse"] == "no score"]
-    assert stopped, [r["parse"] for r in plain]  # the test needs at least one to complete
-    for k, (p, d) in enumerate(zip(plain, done)):
-        if k in stopped:  # the same judgment (same seed), then its score
-            assert d["completed"] and d["text"].startswith(p["text"] + "\nScore:")
+    records = engine.judge_items(lm, cfg, load_rubric(cfg.rubric), items, seed=4)  # 6 of 16 end without a score
+    completed = [r for r in records if r.get("completed")]
+    assert completed, [r["parse"] for r in records]  # the test needs at least one judgment to complete
+    for r in records:
+        if r.get("completed"):  # ended at EOS without a score line, then asked for it
+            assert r["finished"] and "\nScore:" in r["text"] and r["parse"] in ("ok", "out of range", "not an integer")
         else:
-            assert d == p
-    summary = engine.judgment_summary(done)
-    assert summary["completed"] == sum(1 for k in stopped if done[k]["score"] is not None) > 0
-    assert summary["parsed"] == engine.judgment_summary(plain)["parsed"] + summary["completed"]
+            assert r["parse"] != "no score"  # nothing that ended without a score is left uncompleted
+    summary = engine.judgment_summary(records)
+    assert summary["completed"] == sum(r["score"] is not None for r in completed)
