@@ -32,7 +32,8 @@ from selfreward_lite.run.records import bundled_path
 # finishes only about half of its answers within 128 tokens, so each prompt gets 6 candidates, 2
 # judgments each as in the cpu preset. Its parsed judgments are short ("Score: 4"; none longer than
 # 53 tokens in two rounds), so judgments get 64 tokens. Measured with these settings: judgments parsed
-# 25 and 27 of 60, pairs 3 and 3 (with 6 prompts and 96-token judgments: 27 and 28 of 72, 3 and 4).
+# 51 and 40 of 60 (26 and 19 of them completed: judge_complete_score), pairs 4 and 2 (before the
+# completion: 25 and 27 parsed, pairs 3 and 3).
 TINY = [
     "--set", "prompts_per_round=5", "--set", "n_candidates=6", "--set", "judge_samples=2",
     "--set", "prompt_max_new_tokens=40", "--set", "response_max_new_tokens=128",
