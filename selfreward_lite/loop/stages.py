@@ -172,7 +172,7 @@ def _chunks(items: list, size: int) -> list[list]:
 
 def _generate_journaled(run: Run, t: int, stage: int, journal: Journal, work: list[dict], n: int,
                         text_of, sample, rows_of, advance) -> None:
-    """For each work item not yet in the journal, `sample(texts, batch_size, seed)` gives its group
+    """For each work item not yet in the journal, `sample(items, batch_size, seed)` gives its group
     (n continuations, or n judgment records), chunk by chunk; `rows_of(item, group)` its journal rows.
 
     Chunks are fixed slices of the work list (longest texts first, as a batch wants), so
