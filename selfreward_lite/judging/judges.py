@@ -36,7 +36,7 @@ from ..run import seeds as seed_scheme
 from ..run.rundir import JUDGMENTS
 from . import engine
 from .openai_client import ChatClient, Reply
-from .rubric import MAX_SCORE, build_judge_prompt, load_rubric
+from .rubric import MAX_SCORE, NO_SCORE, build_judge_prompt, load_rubric
 from .spec import JudgeSpec, absolute, parse_judge_spec, resolved
 
 REJECTED = "rejected by endpoint"  # parse status of a request the endpoint refused (HTTP 400, ...)
@@ -105,7 +105,7 @@ def python_score(fn: Callable, prompt: str, response: str) -> tuple[int | float 
         return None, "error", f"raised {type(e).__name__}: {e}"[:500]
     text = f"returned {value!r}"[:500]
     if value is None:
-        return None, "no score", text
+        return None, NO_SCORE, text
     if isinstance(value, bool) or not isinstance(value, numbers.Real) or math.isnan(float(value)):
         return None, "not a number", text
     v = float(value)
