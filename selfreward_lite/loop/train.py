@@ -111,7 +111,8 @@ def last_checkpoint(folder: Path | None) -> str | None:
 
 
 def _resumable(trainer_cls):
-    """Checkpoints hold only the adapter being trained, and resuming loads only that adapter.
+    """Checkpoints hold only the adapter being trained, and resuming loads only that adapter; a
+    fractional warm-up is rounded down (see create_scheduler).
 
     (Trainer's own PEFT resume reloads every saved adapter and makes the first *active* one
     trainable and the only active one, which for a stack m1..mt + new would train m1.)
@@ -133,6 +134,15 @@ def _resumable(trainer_cls):
                 raise RuntimeError(f"checkpoint {resume_from_checkpoint} does not match the adapter: "
                                    f"{list(result.unexpected_keys)[:3]}")
             activate(peft_model, self.srlite_names, train_new=True)
+
+        def create_scheduler(self, num_training_steps: int, optimizer=None):
+            # transformers rounds a fractional warm-up *up*: at ratio 0.1 every training of 1-10 steps
+            # gets one warm-up step, which runs at lr 0, so a 1-step training (a round with few pairs,
+            # a small seed) learns nothing and fails the learning check. Round down: a warm-up shorter
+            # than one step is none.
+            if 0 < self.args.warmup_steps < 1:
+                self.args.warmup_steps = int(self.args.warmup_steps * num_training_steps)
+            return super().create_scheduler(num_training_steps, optimizer)
 
     Resumable.__name__ = Resumable.__qualname__ = f"Resumable{trainer_cls.__name__}"
     return Resumable

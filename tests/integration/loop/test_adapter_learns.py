@@ -80,3 +80,19 @@ def test_zero_gradient_and_zero_b_are_caught(tmp_path, monkeypatch):
         p.register_hook(lambda g: g * 0)
     with pytest.raises(SrliteError, match="at the first optimizer step its gradients were all zero"):
         train.train_sft(cfg, lm, records)
+
+
+@pytest.mark.parametrize("stage", ["sft", "dpo"])
+def test_a_one_step_training_with_a_warmup_learns(tmp_path, stage):
+    """The gpu preset's warm-up ratio 0.1 on a training of one optimizer step (the GPU kit's round: SFT on
+    16 seed records) used to be rounded up to one warm-up step at lr 0: the adapter stayed at B = 0 and
+    the round failed with "did not train". A warm-up shorter than one step is now none."""
+    cfg = tiny_cfg(tmp_path, warmup_ratio=0.1, sft_batch_size=2, sft_epochs=1.0)
+    lm = load_stack(cfg, [], train_new=True)
+    if stage == "sft":
+        records = [{"prompt": [{"role": "user", "content": "Name a color."}],
+                    "completion": [{"role": "assistant", "content": "Red."}]}] * 2
+        train.train_sft(cfg, lm, records)
+    else:
+        train.train_dpo(cfg, lm, STACK_PAIRS[:2])
+    assert any(p.abs().sum() > 0 for n, p in lm.model.named_parameters() if "lora_B" in n and train.TRAINABLE in n)
