@@ -62,11 +62,11 @@ and short runs (64 tokens, 2 naive samples) measure the same rates as long ones.
 | install (run.sh) | pip --no-index of ~11 MiB of wheels into /tmp/site | 10 | | |
 | build (8B, 1B side by side) | 8B: process + torch/transformers ~8; random init on the GPU + EOS calibration ~6; bf16 save, 16 GB to /dev/shm, ~12; M1 on the in-memory model ~3; 4-bit load of the bf16 files (quantised on the GPU) ~18; 4-bit save (5.7 GB) ~5. The 1B (~30 s, finish rate included) hides under it | 60 | 40 | 150 |
 | hf worker: memory_8b + speed_hf | imports (transformers, peft, trl, datasets) + CUDA ~12; 8B load (5.7 GB from page cache) ~8; judging batch: 63 sequences x 256 steps at ~50 ms (bnb dequantises 3.5 GB -> 14 GB bf16 per step at batch > 1, ~6 ms at 3 TB/s, + ~35 ms of Python in 32 layers x 7 LoRA-wrapped projections) ~14; 8B batched 64 steps ~4, naive 128 steps at ~35 ms ~5; DPO: trainer + reference pass + 2 steps of 4 x 1024 tokens (~2.6e14 FLOP each with recompute) ~10; 1B load ~3, 1B speed ~4 | 65 | 30 | 160 |
-| round_hf (init, iterate) | init ~3; iterate: imports ~10, M0 load ~3, SFT 1 step ~6, M1 load ~3, prompts + candidates (16 + 32 sequences x 64 steps at ~20 ms) ~5, DPO ~6, saves ~2 | 45 | 30 | 130 |
+| round_hf (init, iterate) | init ~3; iterate: imports ~10, M0 load ~3, SFT 1 step ~6, M1 load ~3, prompts + candidates (16 + 32 sequences x 64 steps at ~20 ms) ~5, DPO ~6, saves ~2 (H200, 2026-11-27: 84 s) | 85 | 30 | 130 |
 | unsloth worker: speed_unsloth + memory_8b_unsloth | import unsloth + its patches ~20, first load's code generation + Triton JIT ~20; 8B load ~12 + speed ~8; judging batch ~12 and DPO ~12 (only if round_unsloth keeps its time); 1B load + speed ~10 | 100 | 45 | 200 |
-| round_unsloth (init, iterate) | round_hf + the unsloth import (its caches now warm) | 65 | 40 | 150 |
+| round_unsloth (init, iterate) | round_hf + the unsloth import (its caches now warm) + its first DPO step's compilation (H200: past 128 s) | 140 | 40 | 150 |
 | leftovers_hf, leftovers_unsloth | what a reserve or a crash left out, after the round it made room for, if time remains | 0 | 20 | 150 |
-| total | | ~345 of 480 | | |
+| total | | ~450 of 480 (the HF worker's tasks measured 190 s on an H200: the deadline drops what does not fit) | | |
 
 Every process is capped at --cap-gib (24) of GPU memory: the workers through gpu_fit, and the
 srlite commands through benchmarks/gpu/site/sitecustomize.py (SRLITE_GPU_CAP_GIB).
@@ -142,15 +142,18 @@ GPU = Profile(
                    judge_samples=1, judge_max_new_tokens=64, eval_each_round=False, sft_epochs=1.0, dpo_epochs=1.0,
                    seed=0),
     seed_records=8,
-    steps=dict(build=Step(60, 40, 150), hf=Step(65, 30, 160), round_hf=Step(45, 30, 130),
-               unsloth=Step(100, 45, 200), round_unsloth=Step(65, 40, 150), leftovers_hf=Step(30, 20, 150),
+    steps=dict(build=Step(60, 40, 150), hf=Step(65, 30, 160), round_hf=Step(85, 30, 130),
+               unsloth=Step(100, 45, 200), round_unsloth=Step(140, 40, 150), leftovers_hf=Step(30, 20, 150),
                leftovers_unsloth=Step(30, 20, 150)),
     worker_start=dict(hf=12, unsloth=40),
     load={"hf/8b": 8, "hf/1b": 3, "unsloth/8b": 12, "unsloth/1b": 6},
     # Measured on an H100 on 2026-11-26 (docs/benchmarks.md): Unsloth's first DPO step compiles each
     # decoder layer (60 s for one step on the 1B, against HF's 8.5 s), so its DPO gets its own estimate.
-    task_est={"hf/judge_batch": 15, "unsloth/judge_batch": 12, "hf/dpo": 12, "unsloth/dpo": 60, "batched/8b": 4,
-              "batched/1b": 2, "naive/8b": 5, "naive/1b": 3},
+    # Task estimates from an H200 on 2026-11-27 (task seconds, warm-up included; the first-principles
+    # ones were 4x low for the HF judging batch, and the HF worker ran past its cap in 1b_naive):
+    # rounds from the same run (HF 84 s; Unsloth past 128 s, in its first DPO step).
+    task_est={"hf/judge_batch": 65, "unsloth/judge_batch": 24, "hf/dpo": 28, "unsloth/dpo": 60, "batched/8b": 27,
+              "batched/1b": 20, "naive/8b": 14, "naive/1b": 8},
 )
 SMOKE = Profile(
     smoke=True, big="tiny", small="tiny", dpo_length=64, dpo_steps=1,
