@@ -86,7 +86,7 @@ class Config:
     dpo_learning_rate: float = 2e-4  # peak LR, cosine decay (paper: 1e-6 full fine-tune; few pairs and LoRA need more)
     dpo_epochs: float = 2.0  # passes over the round's pairs
     dpo_batch_size: int = 4  # effective batch; paper: 16
-    warmup_ratio: float = 0.0  # share of each training's (SFT, DPO) optimizer steps with a linear LR warm-up, in [0, 1)
+    warmup_ratio: float = 0.0  # share of each training's (SFT, DPO) optimizer steps with a linear LR warm-up, in [0, 1), rounded down
     # --- memory / speed ---
     max_length: int = 1024  # longest training sequence in tokens (prompt + response)
     gen_batch_size: int = 32  # sequences per batched `generate` call
