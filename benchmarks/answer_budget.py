@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=5)
     args = ap.parse_args()
 
+    from selfreward_lite.loop.stages import stage_sampling
     from selfreward_lite.models import generation
     from selfreward_lite.models.backend import prepare
     from selfreward_lite.models.cache import ModelCache
@@ -44,9 +45,9 @@ def main() -> None:
         lm = models.sampler(t)
         texts = [generation.render_chat(lm.tokenizer, [{"role": "user", "content": p}]) for p in prompts]
         t0 = time.perf_counter()
-        groups = generation.generate(lm, texts, cfg.n_candidates, temperature=cfg.temperature, top_p=cfg.top_p,
-                                     top_k=cfg.top_k, repetition_penalty=cfg.repetition_penalty,
-                                     max_new_tokens=args.max_new_tokens, batch_size=cfg.gen_batch_size, seed=args.seed)
+        sampling = {**stage_sampling(cfg)["candidates"], "max_new_tokens": args.max_new_tokens}
+        groups = generation.generate(lm, texts, cfg.n_candidates, batch_size=cfg.gen_batch_size, seed=args.seed,
+                                     **sampling)
         took = time.perf_counter() - t0
         print(f"round {t}: M{t} answers its {len(prompts)} prompts x {cfg.n_candidates} at {args.max_new_tokens} "
               f"tokens in {took:.1f} s")
