@@ -119,11 +119,16 @@ STACK_PAIRS = [
 ]
 
 
-def stack_cfg():
+def stack_cfg(folder: Path):
+    """Settings for DPO on a stack, on a tiny random-weight Llama (tiny_models.tiny_chatml) in `folder`:
+    the stacking, reference and checkpoint mechanics do not depend on what the model knows, and each
+    step costs milliseconds instead of the embedded model's seconds."""
+    from tiny_models import tiny_chatml
+
     from selfreward_lite.config import preset_config
 
-    return preset_config("cpu", dtype="float32", dpo_epochs=2.0, dpo_batch_size=2, train_micro_batch_size=2,
-                         dpo_learning_rate=5e-4, lora_r=4, lora_alpha=8)
+    return preset_config("cpu", model=tiny_chatml(folder), dtype="float32", dpo_epochs=2.0, dpo_batch_size=2,
+                         train_micro_batch_size=2, dpo_learning_rate=5e-4, lora_r=4, lora_alpha=8)
 
 
 def _token_ids(tok, messages: list[dict], add_generation_prompt: bool) -> list[int]:

@@ -11,6 +11,9 @@
 - `tiny_llama_dir(path, kind)`: that tokenizer and a random-weight LlamaForCausalLM of a few
   hundred thousand parameters saved as a model folder that `config.model` can name, so the real
   loaders (models/hf.py) load it; `generation_config` entries are written into it as asked.
+- `tiny_chatml(folder)`: the embedded model's stand-in where a test checks mechanics (exactness of a
+  cache, stacking, checkpoints, collation), not what the model knows: its architecture and ChatML
+  template, at a thousandth of its compute per token.
 """
 
 from __future__ import annotations
@@ -80,10 +83,10 @@ def tiny_llama_dir(path: Path, kind: str = "llama3", vocab_size: int | None = No
 
     tok = bos_tokenizer(kind)
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=vocab_size or len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                      tie_word_embeddings=False, **config)
+    shape = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                 tie_word_embeddings=False)
+    cfg = LlamaConfig(vocab_size=vocab_size or len(tok), max_position_embeddings=2048, bos_token_id=tok.bos_token_id,
+                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **{**shape, **config})
     model = LlamaForCausalLM(cfg)
     for key, value in (generation or {}).items():
         setattr(model.generation_config, key, value)
@@ -91,3 +94,15 @@ def tiny_llama_dir(path: Path, kind: str = "llama3", vocab_size: int | None = No
     model.save_pretrained(path)
     tok.save_pretrained(path)
     return path
+
+
+def tiny_chatml(folder: Path, **config) -> str:
+    """`config.model` for a tiny ChatML Llama (the "none" kind, like SmolLM2) in `folder`/tiny-llama, made once.
+
+    Its weights have 5x the default spread (initializer_range 0.1): with the default, attention is
+    nearly uniform and a position shifted by one in a KV cache goes unnoticed (tried); with 0.1 it
+    changes the greedy text, as on the embedded model."""
+    path = Path(folder) / "tiny-llama"
+    if not path.is_dir():
+        tiny_llama_dir(path, "none", **{"initializer_range": 0.1, **config})
+    return str(path)

@@ -5,12 +5,13 @@ M1 by SFT on the 4-bit base -> M1 writes prompts, samples candidates, judges the
 new adapter on top of the frozen M1 adapter on the 4-bit base, with the reference checked to be
 exactly M_t (an independent computation, tests/helpers.completion_logprobs) -> M2's stack folded into one adapter
 (models/adapters.fold_stack, what the Unsloth backend samples with) computes what the stack computes.
-Everything is as small as still takes every path: 2 IFT + 1 EFT seed records (one SFT step), 1 prompt,
+Everything is as small as still takes every path: a tiny random-weight Llama (tiny_models; the paths
+do not depend on what the model knows), 2 IFT + 1 EFT seed records (one SFT step), 1 prompt,
 2 candidates, 1 judgment each, a few tokens, one DPO step. Two 4-bit loads (M0 + new adapter for SFT,
 M1 + new adapter for the round) through the pipeline's ModelCache; the checks reuse the round's model.
-NF4 on CPU is slow (every linear dequantises its weights on every call), but this model is small:
-about 20 s on a 2-core machine. Where bitsandbytes cannot run NF4 on this CPU (not installed, or a
-version without its CPU backend) the test is skipped, saying why.
+NF4 on CPU is slow (every linear dequantises its weights on every call): on the embedded model this
+took about 30 s on a 2-core machine, on the tiny one 5 s. Where bitsandbytes cannot run NF4 on this CPU
+(not installed, or a version without its CPU backend) the test is skipped, saying why.
 
 M1 is trained at a large SFT learning rate so that M1 and the bare base differ by far more than bf16
 rounding: the reference check then tells "reference = M1" from "reference = base".
@@ -26,6 +27,7 @@ tests/integration/models/test_unsloth_backend.py). Those run in benchmarks/gpu_f
 import pytest
 import torch
 from helpers import completion_logprobs
+from tiny_models import tiny_chatml
 
 from selfreward_lite.loop import stages
 from selfreward_lite.loop.pipeline import build_m1
@@ -80,9 +82,10 @@ def logits(lm, text):
         return lm.model(**ids).logits.float()
 
 
-def test_one_round_on_a_4bit_base_with_gradient_checkpointing_and_stacked_adapters(tmp_path, embedded):
+def test_one_round_on_a_4bit_base_with_gradient_checkpointing_and_stacked_adapters(tmp_path):
     ift, eft = small_seed(tmp_path)
-    run = create_run(tmp_path / "run", preset="cpu", ift=str(ift), eft=str(eft), overrides=SETTINGS)
+    model = tiny_chatml(tmp_path, hidden_size=64, intermediate_size=128)  # whole NF4 blocks
+    run = create_run(tmp_path / "run", preset="cpu", ift=str(ift), eft=str(eft), overrides={**SETTINGS, "model": model})
     models = ModelCache(run)
 
     # M1: SFT of the first adapter on the 4-bit base, gradient checkpointing on.

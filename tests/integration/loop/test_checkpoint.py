@@ -1,5 +1,6 @@
 """A killed DPO stage continues from its last checkpoint: only the new adapter is restored,
-the reference is still exactly M_t, and the result matches an uninterrupted training."""
+the reference is still exactly M_t, and the result matches an uninterrupted training (a tiny
+random-weight Llama: helpers.stack_cfg)."""
 
 import pytest
 import torch
@@ -20,8 +21,8 @@ def new_adapter(lm):
     return {n: p.detach().clone() for n, p in lm.model.named_parameters() if f".{TRAINABLE}." in n}
 
 
-def test_dpo_resumes_from_checkpoint(tmp_path, embedded):
-    cfg = cfg_for_test()
+def test_dpo_resumes_from_checkpoint(tmp_path):
+    cfg = cfg_for_test(tmp_path)
     cfg.checkpoint_steps, cfg.dpo_epochs = 1, 2.0  # 4 pairs, batch 2: 4 steps, a checkpoint after each
     make_nonzero_m1(cfg, tmp_path / "m1")
 

@@ -1,6 +1,6 @@
 """A real (tiny) DPO round reports how far it moved the model: reward accuracy, margin, Δ log p of
 chosen and rejected under M_t+1 vs M_t, in metrics.json and the round table; a round that barely
-moved says so. Embedded model, float32, 4 trivially separable pairs."""
+moved says so. A tiny random-weight Llama (helpers.stack_cfg), float32, 4 separable pairs."""
 
 from dataclasses import replace
 
@@ -29,8 +29,8 @@ def _round_artifacts(run: Run, t: int) -> None:
     write_json(rd / "pairs_stats.json", {"kept": 4, "dropped": {}})
 
 
-def _train_round(tmp_path, embedded, **settings):
-    cfg = replace(stack_cfg(), **settings)
+def _train_round(tmp_path, **settings):
+    cfg = replace(stack_cfg(tmp_path), **settings)
     run = Run(tmp_path, cfg)
     make_nonzero_m1(cfg, run.m1_dir / "adapter")
     _round_artifacts(run, 1)
@@ -40,9 +40,9 @@ def _train_round(tmp_path, embedded, **settings):
     return run, lm, summarize_round(run, 1, rd / "metrics.json")
 
 
-def test_a_real_dpo_round_reports_its_movement(tmp_path, embedded):
+def test_a_real_dpo_round_reports_its_movement(tmp_path):
     # a high LR for a few steps on pairs a model can separate: chosen must gain on rejected
-    run, lm, metrics = _train_round(tmp_path, embedded, dpo_learning_rate=2e-3, dpo_epochs=3.0, warmup_ratio=0.1)
+    run, lm, metrics = _train_round(tmp_path, dpo_learning_rate=2e-3, dpo_epochs=3.0, warmup_ratio=0.1)
     d = metrics["dpo"]
     assert read_json(run.round_dir(1) / "metrics.json")["dpo"] == d
     assert d["delta_logp_chosen"] > d["delta_logp_rejected"]
@@ -74,7 +74,7 @@ def test_a_real_dpo_round_reports_its_movement(tmp_path, embedded):
     assert "Δ log p chosen / rejected" in text and f"{d['delta_logp_chosen']:.3f}" in text
 
 
-def test_a_round_that_barely_moved_warns(tmp_path, embedded):
-    _, _, metrics = _train_round(tmp_path, embedded, dpo_learning_rate=1e-8, dpo_epochs=1.0)
+def test_a_round_that_barely_moved_warns(tmp_path):
+    _, _, metrics = _train_round(tmp_path, dpo_learning_rate=1e-8, dpo_epochs=1.0)
     assert metrics["dpo"]["delta_logp_per_token"] < 1e-3
     assert any("barely moved" in w for w in metrics["warnings"])

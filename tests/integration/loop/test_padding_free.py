@@ -1,10 +1,14 @@
-"""SFT's padding-free micro-batches: loss only on assistant tokens, and the same loss as padded."""
+"""SFT's padding-free micro-batches: loss only on assistant tokens, and the same loss as padded.
+
+On a tiny random-weight Llama with a ChatML template (tiny_models.tiny_chatml): collation, masks and
+losses are mechanics, and the embedded model's compute made these among the slowest model tests."""
 
 import contextlib
 
 import torch
 
 from helpers import _token_ids
+from tiny_models import tiny_chatml
 from selfreward_lite.config import preset_config
 from selfreward_lite.loop.padding_free import padding_free_attention, segments, use_padding_free
 from selfreward_lite.models.hf import load_stack
@@ -22,7 +26,7 @@ def collated(tmp_path, records):
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    cfg = preset_config("cpu", dtype="float32")
+    cfg = preset_config("cpu", model=tiny_chatml(tmp_path), dtype="float32")
     lm = load_stack(cfg, [], train_new=True)
     rows = [{"prompt": [{"role": "user", "content": q}], "completion": [{"role": "assistant", "content": a}]}
             for q, a in records]
@@ -36,7 +40,7 @@ def collated(tmp_path, records):
     return lm, rows, padded, packed
 
 
-def test_padding_free_batch_masks_and_loss(tmp_path, embedded):
+def test_padding_free_batch_masks_and_loss(tmp_path):
     lm, rows, padded, packed = collated(tmp_path, RECORDS)
 
     # One row, no padding, no attention mask; positions restart at each sequence.
@@ -80,7 +84,7 @@ SHARED = [
 ]
 
 
-def test_shared_prompt_starts_give_the_same_loss_and_gradients(tmp_path, embedded):
+def test_shared_prompt_starts_give_the_same_loss_and_gradients(tmp_path):
     """Records that begin with the same prompt (the rubric) share one computed start; the loss and
     the gradient of every trainable parameter are those of the padded batch (float32 rounding)."""
     lm, _, padded, shared = collated(tmp_path, SHARED)
@@ -112,7 +116,7 @@ def test_shared_prompt_starts_give_the_same_loss_and_gradients(tmp_path, embedde
         assert torch.allclose(got[name], want[name], atol=1e-5, rtol=1e-3), name
 
 
-def test_cpu_sft_loss_projects_only_learned_positions_and_equals_the_models_loss(tmp_path, embedded):
+def test_cpu_sft_loss_projects_only_learned_positions_and_equals_the_models_loss(tmp_path):
     """train_sft's CPU loss runs the LM head only where a completion token is predicted; the loss and
     the gradients are those of the model's own causal-LM loss, padded and padding-free."""
     from selfreward_lite.loop.train import _sft_trainer_class

@@ -1,7 +1,8 @@
 """Adapters stack, the DPO reference is exactly M_t, and only the new adapter trains.
 
-Runs real DPO (TRL) on the embedded model in float32, so reference log-probs can be compared
-to an independent computation to tight tolerance.
+Runs real DPO (TRL) in float32 on a tiny random-weight Llama (helpers.stack_cfg), so reference
+log-probs can be compared to an independent computation to tight tolerance. The same stacking on the
+embedded model runs in the e2e test's two rounds.
 """
 
 import torch
@@ -27,8 +28,8 @@ def logits(lm, text="The capital of France is"):
         return lm.model(**ids).logits
 
 
-def test_stacked_dpo_round(tmp_path, embedded):
-    cfg = cfg_for_test()
+def test_stacked_dpo_round(tmp_path):
+    cfg = cfg_for_test(tmp_path)
     run = Run(tmp_path, cfg)
     make_nonzero_m1(cfg, run.m1_dir / "adapter")
     m1_files = tree_digest(run.m1_dir / "adapter")

@@ -1,8 +1,10 @@
-"""M_t samples and judges merged (base not quantized) or folded (4-bit), and training still gets the stack."""
+"""M_t samples and judges merged (base not quantized) or folded (4-bit), and training still gets the stack.
+On a tiny random-weight Llama (tiny_models.tiny_chatml): merging and folding are exact arithmetic."""
 
 import torch
 
 from helpers import random_adapter
+from tiny_models import tiny_chatml
 from selfreward_lite.config import preset_config
 from selfreward_lite.models.adapters import FOLDED, TRAINABLE
 from selfreward_lite.models.backend import for_sampling, for_training
@@ -25,8 +27,8 @@ def lora_layers(model):
     return [m for m in model.modules() if isinstance(m, LoraLayer)]
 
 
-def test_sampler_is_merged_and_trainer_keeps_the_stack(tmp_path, embedded):
-    cfg = preset_config("cpu", dtype="float32", lora_r=4, lora_alpha=8)
+def test_sampler_is_merged_and_trainer_keeps_the_stack(tmp_path):
+    cfg = preset_config("cpu", model=tiny_chatml(tmp_path), dtype="float32", lora_r=4, lora_alpha=8)
     run = Run(tmp_path, cfg)
     random_adapter(cfg, [], run.m1_dir / "adapter", seed=0, meta_name="sft.json")
     random_adapter(cfg, [run.m1_dir / "adapter"], run.round_dir(1) / "adapter", seed=1)
@@ -47,9 +49,9 @@ def test_sampler_is_merged_and_trainer_keeps_the_stack(tmp_path, embedded):
     assert torch.equal(logits(trainer), want)  # new adapter at B = 0: exactly M2, as the DPO reference needs
 
 
-def test_fold_for_sampling_then_training_sees_the_stack(tmp_path, embedded):
+def test_fold_for_sampling_then_training_sees_the_stack(tmp_path):
     """The 4-bit path (folding, exact), shown on a float32 base: sampling folds, training unfolds."""
-    cfg = preset_config("cpu", dtype="float32", lora_r=4, lora_alpha=8)
+    cfg = preset_config("cpu", model=tiny_chatml(tmp_path), dtype="float32", lora_r=4, lora_alpha=8)
     dirs = [tmp_path / "a0", tmp_path / "a1"]
     random_adapter(cfg, [], dirs[0], seed=0)
     random_adapter(cfg, dirs[:1], dirs[1], seed=1)

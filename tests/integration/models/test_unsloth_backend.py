@@ -3,14 +3,15 @@
 Unsloth's fast path needs a CUDA GPU, so `unsloth` is replaced by a fake FastLanguageModel
 (helpers.FakeFastLanguageModel, the `fake_unsloth` fixture) that loads with transformers and, like
 Unsloth's fused LoRA kernels, installs an MLP forward that raises when more than one adapter is
-active. What is checked is this project's code: the stack folded into one exact adapter, the kernel
-swap between sampling (one adapter) and training (folded M_t + the new adapter), and the DPO
-reference being exactly M_t.
+active. What is checked is this project's code, on a tiny random-weight Llama: the stack folded into
+one exact adapter, the kernel swap between sampling (one adapter) and training (folded M_t + the new
+adapter), and the DPO reference being exactly M_t.
 """
 
 import pytest
 import torch
 from helpers import completion_logprobs, random_adapter
+from tiny_models import tiny_chatml
 
 from selfreward_lite.config import preset_config
 from selfreward_lite.models import unsloth as U
@@ -19,9 +20,10 @@ from selfreward_lite.models.generation import generate, render_chat
 from selfreward_lite.models.hf import load_stack
 
 
-def cfg_for_test(**kw):
-    return preset_config("cpu", dtype="float32", lora_r=4, lora_alpha=8, dpo_epochs=1.0, dpo_batch_size=1,
-                         train_micro_batch_size=1, **kw)
+def cfg_for_test(tmp_path, **kw):
+    # a tiny random-weight Llama: what is checked here is this project's folding and swapping, not the model
+    return preset_config("cpu", model=tiny_chatml(tmp_path), dtype="float32", lora_r=4, lora_alpha=8, dpo_epochs=1.0,
+                         dpo_batch_size=1, train_micro_batch_size=1, **kw)
 
 
 def mlp_kernels(lm):
@@ -31,10 +33,10 @@ def mlp_kernels(lm):
 PAIRS = [{"id": "a", "prompt": "What is the capital of France?", "chosen": "Paris.", "rejected": "France is big."}]
 
 
-def test_stack_folds_kernels_swap_and_dpo_reference_is_m_t(tmp_path, embedded, fake_unsloth):
+def test_stack_folds_kernels_swap_and_dpo_reference_is_m_t(tmp_path, fake_unsloth):
     from selfreward_lite.loop.train import train_dpo
 
-    cfg = cfg_for_test()
+    cfg = cfg_for_test(tmp_path)
     dirs = []
     for i in range(2):
         random_adapter(cfg, list(dirs), tmp_path / f"a{i}", seed=i)
@@ -81,8 +83,8 @@ def test_stack_folds_kernels_swap_and_dpo_reference_is_m_t(tmp_path, embedded, f
     assert len(out[0]) == 2
 
 
-def test_m1_uses_get_peft_model_and_keeps_fused_kernels(embedded, fake_unsloth):
-    lm = U.load_stack(cfg_for_test(), [], train_new=True)
+def test_m1_uses_get_peft_model_and_keeps_fused_kernels(tmp_path, fake_unsloth):
+    lm = U.load_stack(cfg_for_test(tmp_path), [], train_new=True)
     assert lm.adapter_names == [TRAINABLE]
     assert ("get_peft_model", 4) in fake_unsloth.calls
     U.training_mode(lm)

@@ -1,14 +1,16 @@
-"""`srlite export --pairs`: the exported file, loaded with datasets, goes into TRL's DPOTrainer as is."""
+"""`srlite export --pairs`: the exported file, loaded with datasets, goes into TRL's DPOTrainer as is
+(a tiny random-weight Llama with the embedded model's ChatML template: tiny_models.tiny_chatml)."""
 
 import math
 
 import pytest
 from helpers import PAIRS_QA as QA
+from tiny_models import tiny_chatml
 
 from selfreward_lite.tools.export import export_pairs
 
 
-def test_trl_dpo_trainer_takes_the_export_as_is(run_with_pairs, tmp_path, embedded):
+def test_trl_dpo_trainer_takes_the_export_as_is(run_with_pairs, tmp_path):
     """The exported file, loaded with datasets, goes straight into TRL's DPOTrainer for a real step."""
     import datasets
     from peft import LoraConfig
@@ -18,8 +20,9 @@ def test_trl_dpo_trainer_takes_the_export_as_is(run_with_pairs, tmp_path, embedd
     out = tmp_path / "dpo.jsonl"
     export_pairs(run_with_pairs.dir, 1, out)
     ds = datasets.load_dataset("json", data_files=str(out), split="train")
-    model = AutoModelForCausalLM.from_pretrained(embedded)
-    tok = AutoTokenizer.from_pretrained(embedded)
+    model_dir = tiny_chatml(tmp_path)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    tok = AutoTokenizer.from_pretrained(model_dir)
     args = DPOConfig(output_dir=str(tmp_path / "trl"), per_device_train_batch_size=2, max_steps=1, learning_rate=1e-4,
                      report_to=[], use_cpu=True, logging_steps=1, save_strategy="no", disable_tqdm=True)
     trainer = DPOTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
