@@ -1,6 +1,7 @@
 """Our decode loop (models/decode.py) on the embedded model: greedy output is HF `generate`'s, token for
 token, while finished rows leave the batch; stop strings and the recorded score-token probabilities
-are those of the HF path."""
+are those of the HF path. Seeded sampling, which does not need the embedded model's real endings, runs
+on a tiny random-weight Llama (tiny_models.tiny_chatml)."""
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from selfreward_lite.models import decode as D
 from selfreward_lite.models.adapters import transformers_model
 from selfreward_lite.models.generation import generate, render_chat
 from selfreward_lite.models.hf import load_stack
+from tiny_models import tiny_chatml
 
 QUESTIONS = ["Name a primary color.", "What is 2 + 2?", "Write two sentences about the sea at dusk.",
              "List three fruits.", "Say hello.", "Explain in one paragraph why the sky is blue."]
@@ -63,8 +65,8 @@ def test_stop_strings_and_score_probabilities_match_hf(embedded):
 
 
 @pytest.mark.parametrize("top_k", [0, 5])
-def test_sampling_is_seeded_and_follows_the_settings(embedded, monkeypatch, top_k):
-    lm = load_stack(preset_config("cpu", dtype="float32"), [])
+def test_sampling_is_seeded_and_follows_the_settings(tmp_path, monkeypatch, top_k):
+    lm = load_stack(preset_config("cpu", model=tiny_chatml(tmp_path), dtype="float32"), [])
     texts = texts_of(lm)[:3]
     common = dict(temperature=0.8, top_p=0.9, top_k=top_k, max_new_tokens=16, batch_size=8)
     a = generate(lm, texts, 2, seed=3, **common)
