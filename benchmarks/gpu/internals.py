@@ -33,6 +33,7 @@ _WHERE = {
     "first_user_text": "selfreward_lite.run.records",
     "load_messages": "selfreward_lite.run.records",
     "judge_text": "selfreward_lite.judging.engine",
+    "judge_items": "selfreward_lite.judging.engine",
     "load_rubric": "selfreward_lite.judging.rubric",
 }
 
@@ -145,18 +146,27 @@ def load(model: dict, checkpoint: str, backend: str, smoke: bool):
     return srlite("load_model")(cfg, [Path(model["m1"])], train_new=True), cfg
 
 
-def suppress_eos(lm, calibration: dict) -> None:
+def suppress_eos(lm, calibration: dict):
     """Make the loaded model never sample EOS, so every measured sequence runs to its full length
     whatever srlite's sampler passes to `generate` (min_new_tokens included): push EOS's LM-head
     weight on randmodel's constant feature 40 nats below every other token. That weight stays bf16
-    in 4-bit models (bitsandbytes does not quantise the LM head); only this process's copy changes."""
+    in 4-bit models (bitsandbytes does not quantise the LM head); only this process's copy changes.
+    Returns `allow_eos(allowed: bool)`, which puts the calibrated weight back (answers end at
+    randmodel's hazard, as a real judge's do) or suppresses EOS again."""
     import torch
 
     base = lm.model.get_base_model() if hasattr(lm.model, "get_base_model") else lm.model
     head = base.get_output_embeddings().weight
     k, eos = calibration["dim"], lm.tokenizer.eos_token_id
-    with torch.no_grad():
-        head[eos, k] = head[:, k].min() - 40.0 / calibration["h_k_min"]
+    calibrated = head[eos, k].item()
+    suppressed = head[:, k].min().item() - 40.0 / calibration["h_k_min"]
+
+    def allow_eos(allowed: bool) -> None:
+        with torch.no_grad():
+            head[eos, k] = calibrated if allowed else suppressed
+
+    allow_eos(False)
+    return allow_eos
 
 
 def _ordinary_ids(tok) -> list[int]:
@@ -220,6 +230,56 @@ def judge_batch(lm, cfg, *, response_tokens: int | None = None, judge_tokens: in
             "prompt_tokens_mean": round(sum(prompt_tokens) / len(prompt_tokens)), "prompt_tokens_max": max(prompt_tokens),
             "new_tokens": judge_tokens, "full_length": all(m == judge_tokens for m in made), "seconds": round(seconds, 2),
             "tokens_per_s": round(sum(made) / seconds, 1), **fit.peak()}
+
+
+def judging_stage(lm, cfg, *, allow_eos, items: int, response_tokens: int, judge_tokens: int | None = None) -> dict:
+    """The judging stage old vs new (benchmarks/judging_stage.py's two ends, on the GPU): `items`
+    answers of `response_tokens` random tokens, each judged `judge_samples` times with the preset's
+    rubric, sampling settings and gen_batch_size through srlite's `judge_items`. Old: every prompt
+    prefilled whole, HF's `generate` (a batch runs until its longest row ends); new: the rubric's KV
+    cache computed once and copied into every batch, our decode loop (a finished row leaves the batch).
+    EOS is allowed for this task (`suppress_eos`'s switch): judgments end at randmodel's calibrated
+    hazard, as answers of different lengths do, which is where the decode loop gains. No score
+    completion in either (random text never writes "Score: N": every judgment would be completed).
+    Each after a warm-up of the same path on two items."""
+    import dataclasses
+
+    bench = str(ROOT / "benchmarks")
+    if bench not in sys.path:
+        sys.path.insert(0, bench)
+    from judging_stage import generation_as
+
+    judge_items = srlite("judge_items")
+    cfg = dataclasses.replace(cfg, judge_scoring="sampled", judge_complete_score=False,
+                              judge_max_new_tokens=judge_tokens or cfg.judge_max_new_tokens)
+    lm = srlite("for_sampling")(lm)
+    tok = lm.tokenizer
+    rubric = srlite("load_rubric")(cfg.rubric)
+    rng = random.Random(0)
+    vocab = _ordinary_ids(tok)
+    questions = _questions()
+    answers = [{"id": f"a{i}", "prompt": questions[i % len(questions)],
+                "response": tok.decode([rng.choice(vocab) for _ in range(response_tokens)])} for i in range(items)]
+    lm.model.generation_config.min_new_tokens = None
+    variants = {"old": (False, False), "new": (True, True)}  # (rubric cache, finished rows leave)
+    result = {"backend": lm.backend, "items": items, "judge_samples": cfg.judge_samples,
+              "batch_size": cfg.gen_batch_size, "judge_max_new_tokens": cfg.judge_max_new_tokens}
+    allow_eos(True)
+    try:
+        for name, (cache, drop) in variants.items():
+            with generation_as(drop_finished=drop, grouped=True):
+                judge_items(lm, cfg, rubric, answers[:2], seed=1, prefix_cache=cache)  # warm-up
+                _sync()
+                start = time.perf_counter()
+                records = judge_items(lm, cfg, rubric, answers, seed=0, prefix_cache=cache)
+                _sync()
+            result[f"{name}_seconds"] = round(time.perf_counter() - start, 2)
+            result[f"{name}_cut_at_budget"] = sum(r["parse"] == "truncated" for r in records)
+        result["judgments"] = len(records)
+    finally:
+        allow_eos(False)
+    result["old_over_new"] = round(result["old_seconds"] / result["new_seconds"], 2)
+    return result
 
 
 def speed(lm, cfg, *, naive: bool, prompts: int, candidates: int, new_tokens: int, naive_samples: int) -> dict:

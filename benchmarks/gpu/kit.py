@@ -31,7 +31,11 @@ What it measures (the JSON's `parts`, in this order of importance):
 - speed_hf: tokens/s of batched sampling (srlite's sampler, 16 prompts x 4 candidates = the
   preset's gen_batch_size of 64 sequences, 64 new tokens) vs one `generate` per sample (2
   samples): tokens/s is a rate, so short runs measure it, after a warm-up of the same path; EOS
-  suppressed so every path does equal work. 1B and 8B. Target: batched >= 10x naive.
+  suppressed so every path does equal work. 1B and 8B. Target: batched >= 10x naive. Last, on the
+  1B: the judging stage old vs new (internals.judging_stage: 10 random answers x the preset's 3
+  judgments of up to 256 tokens, one batch; old = every prompt prefilled whole + HF `generate`, new =
+  the rubric's KV cache + our decode loop; EOS allowed, so judgments end at the calibrated hazard).
+  Target (issue 13): old / new >= 2x.
 - speed_unsloth: the same on the Unsloth backend (target: >= 1.5x HF batched); or why not.
 - round_unsloth: round_hf with backend unsloth.
 - memory_8b_unsloth: memory_8b's judging batch and DPO steps on the Unsloth backend.
@@ -97,6 +101,7 @@ JUDGE_MISSING = "skipped: this srlite has no `judge` config field yet (`srlite i
 TARGET_GIB = 20.0
 TARGET_BATCHED_OVER_NAIVE = 10.0
 TARGET_UNSLOTH_OVER_HF = 1.5
+TARGET_JUDGING_OLD_OVER_NEW = 2.0  # issue 13: the judging stage, old vs new
 PARTS = ("build", "memory_8b", "round_hf", "speed_hf", "speed_unsloth", "round_unsloth", "memory_8b_unsloth")
 LIBRARIES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "datasets", "accelerate", "fsspec", "unsloth",
              "unsloth_zoo", "xformers", "triton", "huggingface_hub", "tokenizers")
@@ -120,6 +125,7 @@ class Profile:
     dpo_steps: int
     speed: dict  # internals.speed sizes
     judge_gen: dict  # response_tokens / judge_tokens (empty: the preset's)
+    judging: dict  # internals.judging_stage sizes: items, response_tokens (judge_tokens: the preset's if absent)
     finish: dict  # finish-rate sample of the small model: prompts, max_new_tokens
     round_preset: str
     round_set: dict
@@ -136,7 +142,7 @@ class Profile:
 GPU = Profile(
     smoke=False, big="8b", small="1b", dpo_length=1024, dpo_steps=2,
     speed=dict(prompts=16, candidates=4, new_tokens=64, naive_samples=2),
-    judge_gen={}, finish=dict(prompts=32, max_new_tokens=64),
+    judge_gen={}, judging=dict(items=10, response_tokens=128), finish=dict(prompts=32, max_new_tokens=64),
     round_preset="gpu",
     round_set=dict(prompts_per_round=8, n_candidates=4, response_max_new_tokens=64, prompt_max_new_tokens=64,
                    judge_samples=1, judge_max_new_tokens=64, eval_each_round=False, sft_epochs=1.0, dpo_epochs=1.0,
@@ -153,12 +159,16 @@ GPU = Profile(
     # ones were 4x low for the HF judging batch, and the HF worker ran past its cap in 1b_naive):
     # rounds from the same run (HF 84 s; Unsloth past 128 s, in its first DPO step).
     task_est={"hf/judge_batch": 65, "unsloth/judge_batch": 24, "hf/dpo": 28, "unsloth/dpo": 60, "batched/8b": 27,
-              "batched/1b": 20, "naive/8b": 14, "naive/1b": 8},
+              "batched/1b": 20, "naive/8b": 14, "naive/1b": 8,
+              # not yet measured: two warm-ups + two passes of one 30-row batch running to its longest
+              # judgment (~160 of 256 tokens at the hazard) at ~15 HF decode steps/s on the 1B
+              "hf/judging": 45},
 )
 SMOKE = Profile(
     smoke=True, big="tiny", small="tiny", dpo_length=64, dpo_steps=1,
     speed=dict(prompts=4, candidates=2, new_tokens=4, naive_samples=1),
-    judge_gen=dict(response_tokens=16, judge_tokens=4, items=2), finish=dict(prompts=8, max_new_tokens=48),
+    judge_gen=dict(response_tokens=16, judge_tokens=4, items=2), judging=dict(items=2, response_tokens=8, judge_tokens=8),
+    finish=dict(prompts=8, max_new_tokens=48),
     round_preset="cpu",
     round_set=dict(prompts_per_round=4, n_candidates=4, response_max_new_tokens=16, prompt_max_new_tokens=16,
                    prompt_shots=2, prompt_shots_generated=0, judge_samples=1, eval_each_round=False, sft_epochs=1.0,
@@ -213,7 +223,7 @@ class Task:
 
     name: str  # key in its part's "tasks"
     part: str
-    kind: str  # judge_batch | batched | naive | dpo
+    kind: str  # judge_batch | batched | naive | dpo | judging
     arch: str
     est: float
     reserve: str | None = None  # a step that ranks above this task and must keep its time
@@ -254,7 +264,7 @@ class Kit:
             "device": "CPU (smoke run)" if args.smoke else None,
             "versions": versions(),
             "targets": {"memory_gib": TARGET_GIB, "batched_over_naive": TARGET_BATCHED_OVER_NAIVE,
-                        "unsloth_over_hf": TARGET_UNSLOTH_OVER_HF},
+                        "unsloth_over_hf": TARGET_UNSLOTH_OVER_HF, "judging_old_over_new": TARGET_JUDGING_OLD_OVER_NEW},
             "parts": {name: {"status": "not run", "error": "not reached"} for name in PARTS},
         }
 
@@ -474,6 +484,9 @@ class Kit:
         tasks = [judge, *speed_tasks(big), dpo] if backend == "hf" else [*speed_tasks(big), judge, dpo]
         if small != big:
             tasks += speed_tasks(small)
+        if backend == "hf":  # the judging stage old vs new (the rubric cache is HF-only), last: it ranks lowest
+            tasks.append(Task(f"{small}_judging", speed, "judging", small, e.get("hf/judging", 1.0),
+                              reserve=speed_reserve))
         return [t for t in tasks if self.selected(t.part)]
 
     def step_hf(self, timeout: float) -> None:
@@ -514,7 +527,8 @@ class Kit:
                 "checkpoint": self.unsloth_checkpoint if backend == "unsloth" else self.p.checkpoint,
                 "tasks": [t.spec(self, backend) for t in tasks], "progress": str(progress),
                 "start_cap_s": 120.0 if self.p.smoke else 3 * self.p.worker_start[backend] + 30,
-                "sizes": {"speed": self.p.speed, "judge_gen": self.p.judge_gen, "dpo_steps": self.p.dpo_steps}}
+                "sizes": {"speed": self.p.speed, "judge_gen": self.p.judge_gen, "judging": self.p.judging,
+                          "dpo_steps": self.p.dpo_steps}}
         spec_file.write_text(json.dumps(spec))
         self.say(f"{name}: start, {len(tasks)} tasks (timeout {timeout:.0f} s)")
 
@@ -719,6 +733,9 @@ class Kit:
             if part == "speed_unsloth" and b.get("tokens_per_s") and hf.get("tokens_per_s"):
                 r = round(b["tokens_per_s"] / hf["tokens_per_s"], 2)
                 ratios[f"{arch}_unsloth_over_hf_batched"] = {"ratio": r, "meets_target": r >= TARGET_UNSLOTH_OVER_HF}
+            r = tasks.get(f"{arch}_judging", {}).get("old_over_new")
+            if r:
+                ratios[f"{arch}_judging_old_over_new"] = {"ratio": r, "meets_target": r >= TARGET_JUDGING_OLD_OVER_NEW}
         return ratios
 
     def summarise(self) -> None:
@@ -741,6 +758,7 @@ class Kit:
         for arch in dict.fromkeys([self.p.small, self.p.big]):
             u, h = s.get(f"{arch}_unsloth_batched_tokens_per_s"), s.get(f"{arch}_hf_batched_tokens_per_s")
             s[f"{arch}_unsloth_over_hf"] = round(u / h, 2) if u and h else None
+        s[f"{self.p.small}_hf_judging_old_over_new"] = t["speed_hf"].get(f"{self.p.small}_judging", {}).get("old_over_new")
         for backend in ("hf", "unsloth"):
             r = self.report["parts"].get(f"round_{backend}", {})
             s[f"round_{backend}_seconds"] = (round(r["init_seconds"] + r["iterate_seconds"], 1)
@@ -881,7 +899,7 @@ def worker_tasks(spec: dict, result_path: Path) -> None:
     result["start_seconds"] = round(time.perf_counter() - t0, 1)
     checkpoint = spec["checkpoint"]
     sizes = spec["sizes"]
-    lm = cfg = None
+    lm = cfg = allow_eos = None
     held, failed = None, {}
 
     def load(arch: str):
@@ -903,7 +921,8 @@ def worker_tasks(spec: dict, result_path: Path) -> None:
             lm, cfg = internals.load(model, "bf16", backend, spec["smoke"])
             result["checkpoint_4bit_error"] = refused
             checkpoint = result["checkpoint"] = "bf16"
-        internals.suppress_eos(lm, model["cal"])
+        nonlocal allow_eos
+        allow_eos = internals.suppress_eos(lm, model["cal"])
         result["loads"][arch] = {"seconds": round(time.perf_counter() - t, 1), "checkpoint": checkpoint}
         return lm, cfg
 
@@ -915,6 +934,8 @@ def worker_tasks(spec: dict, result_path: Path) -> None:
             return internals.speed(lm, cfg, naive=kind == "naive", **sizes["speed"])
         if kind == "dpo":
             return internals.dpo(lm, cfg, length=int(task["name"].split("_")[-1]), steps=sizes["dpo_steps"])
+        if kind == "judging":
+            return internals.judging_stage(lm, cfg, allow_eos=allow_eos, **sizes["judging"])
         raise ValueError(kind)
 
     for task in spec["tasks"]:

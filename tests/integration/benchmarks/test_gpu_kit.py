@@ -82,6 +82,13 @@ def test_smoke_memory_and_speed_run_the_real_tasks(smoke_report):
     assert speed["tasks"]["tiny_naive"]["batch_size"] == 1 and speed["tasks"]["tiny_batched"]["batch_size"] > 1
     assert speed["tasks"]["tiny_batched"]["full_length"] and speed["tasks"]["tiny_naive"]["full_length"]
     assert speed["ratios"]["tiny_batched_over_naive"]["ratio"] > 0
+    # the judging stage old vs new, with EOS allowed again for it: judgments end before the budget
+    judging = speed["tasks"]["tiny_judging"]
+    assert judging["judgments"] == judging["items"] * judging["judge_samples"] and judging["judge_max_new_tokens"] == 8
+    assert judging["old_seconds"] > 0 and judging["new_seconds"] > 0
+    assert judging["old_cut_at_budget"] + judging["new_cut_at_budget"] < 2 * judging["judgments"]
+    assert speed["ratios"]["tiny_judging_old_over_new"]["ratio"] == judging["old_over_new"] > 0
+    assert smoke_report["summary"]["tiny_hf_judging_old_over_new"] == judging["old_over_new"]
     # one worker process per backend: the memory and speed tasks shared it and its one model load
     assert len(speed["processes"]) == 1 and speed["processes"][0]["process"] == mem["processes"][0]["process"]
     assert list(speed["processes"][0]["loads"]) == ["tiny"]
@@ -189,11 +196,11 @@ def test_driver_after_a_killed_task_skips_its_model_and_reruns_the_other_models_
 
     k.spawn = spawn
     k.step_hf(160)
-    assert runs[0] == ["judge_batch", "8b_batched", "8b_naive", "dpo_1024", "1b_batched", "1b_naive"]
+    assert runs[0] == ["judge_batch", "8b_batched", "8b_naive", "dpo_1024", "1b_batched", "1b_naive", "1b_judging"]
     assert k.tasks["speed_hf"]["8b_batched"]["error"].startswith("task 8b_batched ran past its 42 s limit")
     assert k.tasks["speed_hf"]["8b_naive"]["status"] == k.tasks["memory_8b"]["dpo_1024"]["status"] == "skipped"
     k.step_leftovers("hf", 100)
-    assert runs[1] == ["1b_batched", "1b_naive"]
+    assert runs[1] == ["1b_batched", "1b_naive", "1b_judging"]
     k.assemble()
     speed = k.report["parts"]["speed_hf"]
     assert speed["status"] == "error" and speed["ratios"]["1b_batched_over_naive"]["ratio"] == 20.0
