@@ -82,11 +82,17 @@ def setup(lm, cfg, rubric: str, *, prefix_cache: bool = True) -> Callable[..., l
         records = [parse_judgments(it, g, reader, lm.tokenizer) for it, g in zip(items, groups)]
         if cfg.judge_complete_score:
             complete_scores(lm, texts, groups, records, reader, seed=seeds.score_completion(seed),
-                            batch_size=batch_size, sampling={**kw, "max_new_tokens": COMPLETION_TOKENS,
-                                                             "stop_strings": None})
+                            batch_size=batch_size, sampling=completion_sampling(kw))
         return records
 
     return judge
+
+
+def completion_sampling(judge_sampling: dict) -> dict:
+    """The settings of `complete_scores`'s continuations: the judge's own (`judge_sampling`, as
+    `generation.generate` takes them), for COMPLETION_TOKENS tokens and without the judgment's stop
+    strings (the score is what is asked for)."""
+    return {**judge_sampling, "max_new_tokens": COMPLETION_TOKENS, "stop_strings": None}
 
 
 def complete_scores(lm, texts: Sequence[str], groups, records: list[list[dict]], reader: ScoreReader | None, *,

@@ -27,10 +27,10 @@ def test_a_judgment_without_a_score_gets_one(embedded, scoring):
     records = [engine.parse_judgments(ITEM, group)]
     assert [r["parse"] for r in records[0]] == ["no score", "out of range", "truncated"]
     judge_kw, reader = engine.sampling(cfg), engine.ScoreReader.for_tokenizer(lm.tokenizer)
+    greedy = {**judge_kw, "temperature": 0, "prefix": None,
+              **({"score_tokens": reader.token_ids} if scoring == "expected" else {})}
     engine.complete_scores(lm, [text], [group], records, reader if scoring == "expected" else None, seed=0,
-                           batch_size=4, sampling={**judge_kw, "temperature": 0, "max_new_tokens": engine.COMPLETION_TOKENS,
-                                                   "stop_strings": None, "prefix": None,
-                                                   **({"score_tokens": reader.token_ids} if scoring == "expected" else {})})
+                           batch_size=4, sampling=engine.completion_sampling(greedy))
     done, out_of_range, cut = records[0]
     assert done["completed"] and done["text"].startswith(STOPPED + "\nScore:")
     assert done["parse"] == "ok", done
