@@ -1,10 +1,12 @@
 """SFT's padding-free micro-batches: loss only on assistant tokens, and the same loss as padded.
 
 On a tiny random-weight Llama with a ChatML template (tiny_models.tiny_chatml): collation, masks and
-losses are mechanics, and the embedded model's compute made these among the slowest model tests."""
+losses are mechanics, and the embedded model's compute made these among the slowest model tests. The
+batch, mask and loss test also runs on the embedded model, for its real tokenizer and template."""
 
 import contextlib
 
+import pytest
 import torch
 
 from helpers import _token_ids
@@ -21,12 +23,13 @@ RECORDS = [
 ]
 
 
-def collated(tmp_path, records):
-    """(model, rows, the padded batch, the padding-free batch) of `records` as train_sft's SFTTrainer collates them."""
+def collated(tmp_path, records, model: str = "tiny"):
+    """(model, rows, the padded batch, the padding-free batch) of `records` as train_sft's SFTTrainer collates
+    them, on the tiny Llama or (model="embedded") the embedded model and its real tokenizer."""
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    cfg = preset_config("cpu", model=tiny_chatml(tmp_path), dtype="float32")
+    cfg = preset_config("cpu", dtype="float32", **({"model": tiny_chatml(tmp_path)} if model == "tiny" else {}))
     lm = load_stack(cfg, [], train_new=True)
     rows = [{"prompt": [{"role": "user", "content": q}], "completion": [{"role": "assistant", "content": a}]}
             for q, a in records]
@@ -40,8 +43,11 @@ def collated(tmp_path, records):
     return lm, rows, padded, packed
 
 
-def test_padding_free_batch_masks_and_loss(tmp_path):
-    lm, rows, padded, packed = collated(tmp_path, RECORDS)
+@pytest.mark.parametrize("model", ["tiny", "embedded"])  # the embedded model: SmolLM2's tokenizer and template
+def test_padding_free_batch_masks_and_loss(tmp_path, request, model):
+    if model == "embedded":
+        request.getfixturevalue("embedded")
+    lm, rows, padded, packed = collated(tmp_path, RECORDS, model)
 
     # One row, no padding, no attention mask; positions restart at each sequence.
     assert "attention_mask" not in packed and packed["input_ids"].shape[0] == 1

@@ -4,7 +4,8 @@ and without it, greedy judgments are the same text, and the positions are those 
 left-padded path. On a tiny random-weight Llama (the embedded model's architecture, a ChatML template,
 a byte-level BPE): exactness is a property of the cache code, not of the weights, and the embedded
 model's 900-token judge prompts made this the suite's slowest model test. The judging stage's tests
-(tests/integration/judging, the e2e run) take the same path on the embedded model."""
+(tests/integration/judging, the e2e run) take the same path on the embedded model; its tokenizer's
+boundary with the rubric is checked here too."""
 
 import torch
 
@@ -60,6 +61,17 @@ def test_prefix_cache_gives_the_plain_logits_and_texts(tmp_path):
     # n samples per text: the same prefix path repeats rows and cache
     two = generate(lm, texts, 2, prefix=prefix, **common)
     assert [[s.text for s in g] for g in two] == [[t, t] for t in plain_texts]
+
+
+def test_the_embedded_tokenizer_keeps_the_rubric_start_whole(embedded):
+    """The token-level part on the real tokenizer: every judge prompt starts with the rubric prefix's
+    tokens, but for at most a token merged across the boundary with the question."""
+    lm = load_stack(preset_config("cpu", dtype="float32"), [])
+    rubric = load_rubric("additive-compact")
+    prefix = shared_prefix(lm, engine.rubric_prefix(lm, rubric))
+    assert prefix is not None and len(prefix.ids) > 100
+    rows = [prompt_ids(lm.tokenizer, engine.judge_text(lm, rubric, it)) for it in ITEMS]
+    assert len(prefix.ids) - 2 <= P.shared_length(prefix, rows) <= len(prefix.ids)
 
 
 def test_no_prefix_where_the_backend_cannot_take_it(tmp_path):
