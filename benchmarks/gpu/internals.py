@@ -195,6 +195,16 @@ def finish_rate(model: dict, smoke: bool, prompts: int, max_new_tokens: int) -> 
             "median_tokens": lengths[len(lengths) // 2], "mean_tokens": round(sum(lengths) / len(lengths), 1)}
 
 
+def _random_answers(tok, items: int, response_tokens: int) -> list[dict]:
+    """`items` judging items: the kit's questions in turn, each answered by `response_tokens` random
+    ordinary tokens (seeded: the same items in every process)."""
+    rng = random.Random(0)
+    vocab = _ordinary_ids(tok)
+    questions = _questions()
+    return [{"id": f"a{i}", "prompt": questions[i % len(questions)],
+             "response": tok.decode([rng.choice(vocab) for _ in range(response_tokens)])} for i in range(items)]
+
+
 def judge_batch(lm, cfg, *, response_tokens: int | None = None, judge_tokens: int | None = None,
                 items: int | None = None) -> dict:
     """Peak memory and speed of one judging batch at the preset's gen_batch_size: the preset's
@@ -211,12 +221,7 @@ def judge_batch(lm, cfg, *, response_tokens: int | None = None, judge_tokens: in
     rubric = srlite("load_rubric")(cfg.rubric)
     n = cfg.judge_samples
     items = items or max(1, cfg.gen_batch_size // n)  # one full batch: gen_batch_size // n prompts x n samples
-    rng = random.Random(0)
-    vocab = _ordinary_ids(tok)
-    questions = _questions()
-    texts = [srlite("judge_text")(lm, rubric, {"prompt": questions[i % len(questions)],
-                                               "response": tok.decode([rng.choice(vocab) for _ in range(response_tokens)])})
-             for i in range(items)]
+    texts = [srlite("judge_text")(lm, rubric, a) for a in _random_answers(tok, items, response_tokens)]
     prompt_tokens = [len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts]
     lm.model.generation_config.min_new_tokens = judge_tokens  # where the sampler still reads it
     fit.reset_peak()
@@ -255,11 +260,7 @@ def judging_stage(lm, cfg, *, allow_eos, items: int, response_tokens: int, judge
     lm = srlite("for_sampling")(lm)
     tok = lm.tokenizer
     rubric = srlite("load_rubric")(cfg.rubric)
-    rng = random.Random(0)
-    vocab = _ordinary_ids(tok)
-    questions = _questions()
-    answers = [{"id": f"a{i}", "prompt": questions[i % len(questions)],
-                "response": tok.decode([rng.choice(vocab) for _ in range(response_tokens)])} for i in range(items)]
+    answers = _random_answers(tok, items, response_tokens)
     lm.model.generation_config.min_new_tokens = None
     variants = {"old": (False, False), "new": (True, True)}  # (rubric cache, finished rows leave)
     result = {"backend": lm.backend, "items": items, "judge_samples": cfg.judge_samples,

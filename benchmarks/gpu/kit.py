@@ -903,7 +903,7 @@ def worker_tasks(spec: dict, result_path: Path) -> None:
     held, failed = None, {}
 
     def load(arch: str):
-        nonlocal checkpoint
+        nonlocal checkpoint, allow_eos
         model = spec["models"][arch]
         t = time.perf_counter()
         refused = None
@@ -921,7 +921,6 @@ def worker_tasks(spec: dict, result_path: Path) -> None:
             lm, cfg = internals.load(model, "bf16", backend, spec["smoke"])
             result["checkpoint_4bit_error"] = refused
             checkpoint = result["checkpoint"] = "bf16"
-        nonlocal allow_eos
         allow_eos = internals.suppress_eos(lm, model["cal"])
         result["loads"][arch] = {"seconds": round(time.perf_counter() - t, 1), "checkpoint": checkpoint}
         return lm, cfg

@@ -28,8 +28,8 @@ def tiny_cfg(tmp_path):
     return preset_config("cpu", model=tiny_chatml(tmp_path), dtype="float32")
 
 
-def test_prefix_cache_gives_the_plain_logits_and_texts(tmp_path):
-    lm = load_stack(tiny_cfg(tmp_path), [])
+def rubric_prefix_and_rows(lm):
+    """The rubric's prefix cache and ITEMS' judge prompts (texts, token rows), checked to share its tokens."""
     rubric = load_rubric("additive-compact")
     texts = [engine.judge_text(lm, rubric, it) for it in ITEMS]
     prefix = shared_prefix(lm, engine.rubric_prefix(lm, rubric))
@@ -37,6 +37,12 @@ def test_prefix_cache_gives_the_plain_logits_and_texts(tmp_path):
     rows = [prompt_ids(lm.tokenizer, t) for t in texts]
     m = P.shared_length(prefix, rows)
     assert len(prefix.ids) - 2 <= m <= len(prefix.ids)  # at most a token merged across the boundary
+    return prefix, texts, rows
+
+
+def test_prefix_cache_gives_the_plain_logits_and_texts(tmp_path):
+    lm = load_stack(tiny_cfg(tmp_path), [])
+    prefix, texts, rows = rubric_prefix_and_rows(lm)
     pad = lm.tokenizer.pad_token_id
     with torch.inference_mode(), attention_for_generation(lm):
         plain = P.left_padded(rows, pad, lm.model.device)
@@ -66,12 +72,7 @@ def test_prefix_cache_gives_the_plain_logits_and_texts(tmp_path):
 def test_the_embedded_tokenizer_keeps_the_rubric_start_whole(embedded):
     """The token-level part on the real tokenizer: every judge prompt starts with the rubric prefix's
     tokens, but for at most a token merged across the boundary with the question."""
-    lm = load_stack(preset_config("cpu", dtype="float32"), [])
-    rubric = load_rubric("additive-compact")
-    prefix = shared_prefix(lm, engine.rubric_prefix(lm, rubric))
-    assert prefix is not None and len(prefix.ids) > 100
-    rows = [prompt_ids(lm.tokenizer, engine.judge_text(lm, rubric, it)) for it in ITEMS]
-    assert len(prefix.ids) - 2 <= P.shared_length(prefix, rows) <= len(prefix.ids)
+    rubric_prefix_and_rows(load_stack(preset_config("cpu", dtype="float32"), []))
 
 
 def test_no_prefix_where_the_backend_cannot_take_it(tmp_path):
